@@ -1,0 +1,8 @@
+//! Configuration: raw files (`raw`), validation (`compile`) and the runtime view (`snapshot`).
+
+pub mod compile;
+pub mod raw;
+pub mod snapshot;
+
+pub use compile::{ConfigError, ConfigErrors, Source, compile, load};
+pub use snapshot::{Route, Snapshot};

@@ -1,0 +1,352 @@
+//! Raw YAML → validated `Snapshot`. Every problem is collected, not just the first, and each
+//! names the file, the line where the parser knows it, and the YAML path.
+
+use super::raw::{RawAuthMode, RawGateway, RawRoute};
+use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts, Upstream};
+use base64::Engine;
+use pingora::upstreams::peer::HttpPeer;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Line and column, when the YAML parser could tell.
+    pub at: Option<(usize, usize)>,
+    /// YAML path of the offending value (`upstream.url`), empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.at {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every error found in one attempt to load the configuration.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.0 {
+            writeln!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A configuration file's name and text, read from disk or embedded (the demo).
+pub struct Source {
+    pub file: PathBuf,
+    pub text: String,
+}
+
+/// Reads the gateway file and every `*.yaml`/`*.yml` in its routes directory, then compiles.
+pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let read = |file: &Path| {
+        std::fs::read_to_string(file).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: file.to_path_buf(),
+                at: None,
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })
+    };
+    let gateway = Source {
+        file: config_path.to_path_buf(),
+        text: read(config_path)?,
+    };
+    let raw: RawGateway = parse(&gateway).map_err(|e| ConfigErrors(vec![e]))?;
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let dir = base.join(&raw.routes_dir);
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: config_path.to_path_buf(),
+            at: None,
+            path: "routes_dir".into(),
+            message: format!("cannot read directory {}: {e}", dir.display()),
+        }])
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    let mut routes = Vec::with_capacity(files.len());
+    for file in files {
+        let text = read(&file)?;
+        routes.push(Source { file, text });
+    }
+    compile_parsed(&gateway.file, raw, &routes)
+}
+
+/// Compiles configuration held in memory.
+pub fn compile(gateway: &Source, routes: &[Source]) -> Result<Snapshot, ConfigErrors> {
+    let raw: RawGateway = parse(gateway).map_err(|e| ConfigErrors(vec![e]))?;
+    compile_parsed(&gateway.file, raw, routes)
+}
+
+fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
+    let de = serde_yaml::Deserializer::from_str(&src.text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = inner.location().map(|l| (l.line(), l.column()));
+        ConfigError {
+            file: src.file.clone(),
+            at,
+            path: if path == "." { String::new() } else { path },
+            message: inner.to_string(),
+        }
+    })
+}
+
+struct Errors<'f> {
+    file: &'f Path,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.list.push(ConfigError {
+            file: self.file.to_path_buf(),
+            at: None,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn compile_parsed(
+    gateway_file: &Path,
+    raw: RawGateway,
+    route_sources: &[Source],
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errs = Errors {
+        file: gateway_file,
+        list: Vec::new(),
+    };
+    if raw.listen.parse::<std::net::SocketAddr>().is_err() {
+        errs.push(
+            "listen",
+            format!("`{}` is not an ip:port address", raw.listen),
+        );
+    }
+    let public = url::Url::parse(&raw.public_url);
+    let (public_origin, mcp_url, mcp_path) = match &public {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            let base = u.as_str().trim_end_matches('/');
+            let path = format!("{}/mcp", u.path().trim_end_matches('/'));
+            (
+                u.origin().ascii_serialization(),
+                format!("{base}/mcp"),
+                path,
+            )
+        }
+        _ => {
+            errs.push(
+                "public_url",
+                format!("`{}` is not an http(s) URL", raw.public_url),
+            );
+            Default::default()
+        }
+    };
+    if raw.max_body_bytes < 1024 {
+        errs.push("max_body_bytes", "must be at least 1024");
+    }
+    for (i, o) in raw.allowed_origins.iter().enumerate() {
+        if url::Url::parse(o).map(|u| u.origin().is_tuple()) != Ok(true) {
+            errs.push(
+                &format!("allowed_origins[{i}]"),
+                format!("`{o}` is not an origin such as https://app.example.com"),
+            );
+        }
+    }
+    if raw.auth.mode == RawAuthMode::Jwt {
+        errs.push(
+            "auth.mode",
+            "`jwt` is not available in this build; use `none` (development only)",
+        );
+    }
+    let mut session_keys = Vec::new();
+    for (i, k) in raw.sessions.keys.iter().enumerate() {
+        match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                session_keys.push(key);
+            }
+            _ => errs.push(
+                &format!("sessions.keys[{i}]"),
+                "must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)",
+            ),
+        }
+    }
+    if raw.server.threads == 0 {
+        errs.push("server.threads", "must be at least 1");
+    }
+    let mut list = errs.list;
+
+    let mut routes = Vec::new();
+    let mut names: HashMap<String, PathBuf> = HashMap::new();
+    let mut prefixes: HashMap<String, PathBuf> = HashMap::new();
+    for src in route_sources {
+        let raw_route: RawRoute = match parse(src) {
+            Ok(r) => r,
+            Err(e) => {
+                list.push(e);
+                continue;
+            }
+        };
+        let mut errs = Errors {
+            file: &src.file,
+            list: Vec::new(),
+        };
+        let route = compile_route(raw_route, raw.timeouts.call, &mut errs);
+        if let Some(route) = route {
+            if let Some(other) = names.insert(route.name.clone(), src.file.clone()) {
+                errs.push(
+                    "name",
+                    format!("`{}` is already used by {}", route.name, other.display()),
+                );
+            }
+            if let Some(other) = prefixes.insert(route.prefix.clone(), src.file.clone()) {
+                errs.push(
+                    "tool_prefix",
+                    format!(
+                        "prefix `{}` is already used by {}; exposed names would collide",
+                        route.prefix,
+                        other.display()
+                    ),
+                );
+            }
+            routes.push(route);
+        }
+        list.extend(errs.list);
+    }
+    if !list.is_empty() {
+        return Err(ConfigErrors(list));
+    }
+    routes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Snapshot::new(
+        raw.listen,
+        public_origin,
+        mcp_url,
+        mcp_path,
+        raw.max_body_bytes,
+        raw.allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect(),
+        Timeouts {
+            initialize: raw.timeouts.initialize,
+            list: raw.timeouts.list,
+        },
+        session_keys,
+        raw.sessions.ttl.unwrap_or(Duration::from_secs(24 * 3600)),
+        ServerOptions {
+            threads: raw.server.threads,
+            grace_period_seconds: raw.server.grace_period_seconds,
+            graceful_shutdown_timeout_seconds: raw.server.graceful_shutdown_timeout_seconds,
+            upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
+        },
+        routes,
+    ))
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn compile_route(raw: RawRoute, default_timeout: Duration, errs: &mut Errors) -> Option<Route> {
+    const IDENT: &str = "must be 1-32 characters of [a-z0-9-], starting with a letter";
+    if !valid_ident(&raw.name) {
+        errs.push("name", format!("`{}` {IDENT}", raw.name));
+    }
+    let prefix = raw.tool_prefix.unwrap_or_else(|| raw.name.clone());
+    if !valid_ident(&prefix) {
+        errs.push("tool_prefix", format!("`{prefix}` {IDENT}"));
+    }
+    let timeout = raw.upstream.timeout.unwrap_or(default_timeout);
+    if timeout.is_zero() {
+        errs.push("upstream.timeout", "must be greater than zero");
+    }
+    let upstream = match compile_upstream(&raw.upstream.url) {
+        Ok(u) => Some(u),
+        Err(msg) => {
+            errs.push("upstream.url", msg);
+            None
+        }
+    };
+    Some(Route {
+        name: raw.name,
+        prefix,
+        upstream: upstream?,
+        timeout,
+    })
+}
+
+fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
+    let url = url::Url::parse(raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(format!(
+                "scheme `{other}` is not supported; use http or https"
+            ));
+        }
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("`{raw_url}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("`{raw_url}` has no port"))?;
+    // Resolved here, once per load, so the data path never waits on DNS.
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+    let authority = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
+        None => url.host_str().unwrap_or(&host).to_string(),
+    };
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let peer = HttpPeer::new(addr, tls, host);
+    Ok(Upstream {
+        peer,
+        authority,
+        path,
+        addr,
+    })
+}

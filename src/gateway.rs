@@ -1,0 +1,340 @@
+//! The MCP endpoint: transport checks, one parse of the body, dispatch by method. Answers are
+//! written here; `proxy.rs` only calls `serve`.
+
+mod edge;
+mod forward;
+mod lifecycle;
+mod lists;
+mod passthrough;
+pub mod respond;
+
+use crate::config::{Route, Snapshot};
+use crate::error::GatewayError;
+use crate::mcp::jsonrpc::{self, Kind, Message};
+use crate::mcp::session::{Sealer, SessionState, UpstreamSession};
+use crate::mcp::{self as mcp};
+use crate::upstream::Outgoing;
+use arc_swap::ArcSwap;
+use pingora::connectors::http::Connector;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::Peer;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Local memory is bounded: past this many entries the expired ones go, then all.
+const LOCAL_CAP: usize = 100_000;
+
+/// Everything the endpoint needs that outlives one request.
+pub struct Gateway {
+    config: ArcSwap<Snapshot>,
+    sealer: Sealer,
+    connector: Connector,
+    next_id: AtomicU64,
+    local: Mutex<Local>,
+}
+
+/// The little an instance remembers on its own; losing it costs a re-initialize, never a session.
+#[derive(Default)]
+struct Local {
+    /// Upstream sessions re-opened after the upstream forgot the one in the sealed id.
+    replaced: HashMap<(u128, String), (UpstreamSession, u64)>,
+    /// Sessions ended by DELETE here, until they would expire anyway.
+    ended: HashMap<u128, u64>,
+    /// How to reach each upstream for clients of the stateless revision, by route and address.
+    stateless: HashMap<(String, String), Link>,
+}
+
+/// How one request reaches one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// A 2025-era upstream session (`session` is none for upstreams that issue no id).
+    Session {
+        session: Option<String>,
+        version: String,
+    },
+    /// The stateless 2026-07-28 revision: no session, method and name in headers.
+    Stateless,
+}
+
+impl Link {
+    fn apply<'a>(&'a self, out: &mut Outgoing<'a>, method: &'a str, name: Option<&'a str>) {
+        match self {
+            Link::Session { session, version } => {
+                out.session = session.as_deref();
+                out.protocol_version = Some(version);
+            }
+            Link::Stateless => {
+                out.protocol_version = Some(mcp::STATELESS_VERSION);
+                out.mcp_method = Some(method);
+                out.mcp_name = name;
+            }
+        }
+    }
+}
+
+/// Which protocol era a request belongs to, and its session if it has one.
+pub enum Era {
+    /// `initialize`: no session yet.
+    Opening,
+    Session {
+        state: SessionState,
+        token: String,
+    },
+    Stateless,
+}
+
+/// One client request after the transport checks.
+pub struct Request<'s> {
+    pub snap: &'s Snapshot,
+    pub era: Era,
+    /// Protocol version in force for this request.
+    pub version: String,
+}
+
+impl Gateway {
+    pub fn new(snapshot: Snapshot) -> Self {
+        let sealer = Sealer::new(&snapshot.session_keys);
+        let opts = pingora::connectors::ConnectorOptions::new(
+            snapshot.server.upstream_keepalive_pool_size,
+        );
+        Self {
+            config: ArcSwap::from_pointee(snapshot),
+            sealer,
+            connector: Connector::new(Some(opts)),
+            next_id: AtomicU64::new(1),
+            local: Mutex::new(Local::default()),
+        }
+    }
+
+    /// The configuration in force; a request takes it once.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    /// An id for a request the gateway itself sends upstream (never a client's id).
+    fn own_id(&self) -> Box<RawValue> {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        jsonrpc::to_raw(&format!("mcp-edge-{n}"))
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Serves one HTTP request on the MCP listener. Errors returned are client-connection errors.
+    pub async fn serve(&self, s: &mut Session, snap: &Snapshot) -> pingora::Result<()> {
+        let path = s.req_header().uri.path();
+        if path == snap.mcp_path {
+            match self.serve_merged(s, snap).await {
+                Ok(()) => Ok(()),
+                Err(e) => respond::error(s, &e).await,
+            }
+        } else if let Some(route) = passthrough::route_of(path, snap) {
+            match self.serve_passthrough(s, snap, route).await {
+                Ok(()) => Ok(()),
+                Err(e) => respond::error(s, &e).await,
+            }
+        } else {
+            let e = GatewayError::http(
+                404,
+                format!("no MCP endpoint at this path; use {}", snap.mcp_url),
+            );
+            respond::error(s, &e).await
+        }
+    }
+
+    async fn serve_merged(&self, s: &mut Session, snap: &Snapshot) -> Result<(), GatewayError> {
+        edge::check_origin(s, snap)?;
+        match s.req_header().method.as_str() {
+            "POST" => {}
+            "DELETE" => return self.delete(s, snap).await,
+            "GET" => {
+                // The merged endpoint offers no standalone stream (yet): 405, as the spec allows.
+                respond::empty(s, 405, &[("allow", "POST, DELETE")])
+                    .await
+                    .ok();
+                return Ok(());
+            }
+            _ => return Err(GatewayError::http(405, "use POST, GET or DELETE")),
+        }
+        edge::check_post_headers(s)?;
+        let header_version = edge::protocol_version(s)?;
+        let body = edge::read_body(s, snap.max_body_bytes).await?;
+        let (msg, kind) = Message::parse(&body)?;
+        let method = msg.method();
+        let req = self.classify(s, snap, header_version, &msg, kind, &method)?;
+        match kind {
+            Kind::Request => self.request(s, req, &msg, &method).await,
+            Kind::Notification => {
+                self.notification(&req, &msg, &method).await;
+                respond::empty(s, 202, &[]).await.ok();
+                Ok(())
+            }
+            Kind::Response => {
+                self.client_response(&req, &msg).await?;
+                respond::empty(s, 202, &[]).await.ok();
+                Ok(())
+            }
+        }
+    }
+
+    /// Decides the era and opens the session, refusing what the transport rules forbid.
+    fn classify<'s>(
+        &self,
+        s: &Session,
+        snap: &'s Snapshot,
+        header_version: Option<String>,
+        msg: &Message<'_>,
+        kind: Kind,
+        method: &str,
+    ) -> Result<Request<'s>, GatewayError> {
+        if header_version.as_deref() == Some(mcp::STATELESS_VERSION) {
+            edge::check_stateless_headers(s, msg, method)?;
+            return Ok(Request {
+                snap,
+                era: Era::Stateless,
+                version: mcp::STATELESS_VERSION.into(),
+            });
+        }
+        if kind == Kind::Request && method == "initialize" {
+            return Ok(Request {
+                snap,
+                era: Era::Opening,
+                version: String::new(),
+            });
+        }
+        let Some(token) = edge::header(s, "mcp-session-id") else {
+            return Err(GatewayError::http(
+                400,
+                "Bad Request: missing Mcp-Session-Id; send initialize first (or use protocol version 2026-07-28 without sessions)",
+            ));
+        };
+        let state = self
+            .sealer
+            .open(token)
+            .filter(|st| !self.local().ended.contains_key(&st.id))
+            .ok_or_else(|| {
+                GatewayError::http(404, "Session not found: initialize a new session")
+            })?;
+        let version = header_version.unwrap_or_else(|| state.version.clone());
+        Ok(Request {
+            snap,
+            version,
+            era: Era::Session {
+                state,
+                token: token.to_string(),
+            },
+        })
+    }
+
+    async fn request(
+        &self,
+        s: &mut Session,
+        req: Request<'_>,
+        msg: &Message<'_>,
+        method: &str,
+    ) -> Result<(), GatewayError> {
+        let id = msg.id.unwrap_or(RawValue::NULL);
+        let result = match method {
+            "initialize" => return self.initialize(s, &req, msg, id).await,
+            "server/discover" => lifecycle::discover_result(),
+            "ping" => Ok(jsonrpc::to_raw(&serde_json::json!({}))),
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+                self.list(&req, msg, method, id).await
+            }
+            "logging/setLevel" => {
+                self.broadcast_request(&req, msg, method).await;
+                Ok(jsonrpc::to_raw(&serde_json::json!({})))
+            }
+            "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete" => {
+                return self.call(s, &req, msg, method, id).await;
+            }
+            _ => Err(GatewayError::rpc(
+                id,
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("Method not found: `{method}`"),
+            )),
+        }?;
+        let body = jsonrpc::success(id, &result);
+        respond::json(s, 200, body, &[]).await.ok();
+        Ok(())
+    }
+
+    /// The routes a request may reach, in a stable order.
+    fn routes<'r>(&self, req: &'r Request<'_>) -> impl Iterator<Item = &'r Route> {
+        req.snap.routes.iter()
+    }
+
+    async fn notification(&self, req: &Request<'_>, msg: &Message<'_>, method: &str) {
+        match method {
+            "notifications/cancelled" => {
+                let Ok(mut params) = jsonrpc::split_params(msg.params) else {
+                    return;
+                };
+                let Some(rid) = params.get("requestId") else {
+                    return;
+                };
+                let upstream_id = jsonrpc::to_raw(&forward::upstream_id(rid));
+                params.insert("requestId".into(), std::borrow::Cow::Owned(upstream_id));
+                let body = jsonrpc::rebuild(method, None, Some(&params));
+                self.broadcast(req, method, body).await;
+            }
+            "notifications/roots/list_changed" => {
+                let body = jsonrpc::rebuild(method, None, None);
+                self.broadcast(req, method, body).await;
+            }
+            // `initialized` was already sent to every upstream at initialize; the rest has no owner.
+            _ => {}
+        }
+    }
+
+    /// Sends a notification to every upstream the request can reach, concurrently.
+    async fn broadcast(&self, req: &Request<'_>, method: &str, body: Vec<u8>) {
+        let body = bytes::Bytes::from(body);
+        let sends = self.routes(req).map(|route| {
+            let body = body.clone();
+            async move {
+                if let Some(link) = self.link(req, route).await {
+                    let mut out = Outgoing::post(body);
+                    link.apply(&mut out, method, None);
+                    let _ = crate::upstream::fire(&self.connector, &route.upstream, &out).await;
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    /// Sends a request to every upstream and ignores the answers (logging/setLevel).
+    async fn broadcast_request(&self, req: &Request<'_>, msg: &Message<'_>, method: &str) {
+        let params = msg.params;
+        let sends = self.routes(req).map(|route| async move {
+            if let Some(link) = self.link(req, route).await {
+                let id = self.own_id();
+                let body = jsonrpc::request(&id, method, params);
+                let mut out = Outgoing::post(body);
+                link.apply(&mut out, method, None);
+                let timeout = req.snap.timeouts.list;
+                let _ = tokio::time::timeout(
+                    timeout,
+                    crate::upstream::rpc(&self.connector, &route.upstream, &out, &id),
+                )
+                .await;
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+}
+
+/// Log-safe name of an upstream for operators (never sent to clients).
+fn peer_label(route: &Route) -> String {
+    format!("{} ({})", route.name, route.upstream.peer.address())
+}

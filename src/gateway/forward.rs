@@ -1,0 +1,412 @@
+//! Proxied calls (`tools/call`, `resources/read`, `prompts/get`, …): resolve the exposed name,
+//! rewrite the request with the gateway's own id and progress token, and stream the upstream's
+//! answer back event by event with ids and tokens mapped back to the client's.
+
+use super::{Era, Gateway, Link, Request, peer_label, respond};
+use crate::config::Route;
+use crate::error::GatewayError;
+use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
+use crate::mcp::sse;
+use crate::upstream::{Exchange, Outgoing};
+use bytes::Bytes;
+use pingora::proxy::Session;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Prefix of the ids of upstream requests (sampling, elicitation) relayed to the client.
+const RELAY_PREFIX: &str = "mcp-edge:";
+/// Resource not found, in the 2025 revisions (2026-07-28 uses -32602).
+const RESOURCE_NOT_FOUND: i64 = -32002;
+
+/// The id the gateway gives a client's request upstream. Derived, not stored, so that a
+/// `notifications/cancelled` reaching any instance maps to the same upstream id.
+pub fn upstream_id(client_id: &RawValue) -> String {
+    format!("c:{}", client_id.get())
+}
+
+/// How one upstream answer is mapped back to the client.
+struct Rewriter<'a> {
+    route: &'a str,
+    upstream_id: &'a RawValue,
+    client_id: &'a RawValue,
+    client_token: Option<Box<RawValue>>,
+}
+
+impl Rewriter<'_> {
+    /// The client's form of one upstream message, and whether it is the final response.
+    fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, bool)> {
+        let (msg, kind) = Message::parse(data).ok()?;
+        match kind {
+            Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => Some((
+                Cow::Owned(jsonrpc::reid_response(&msg, self.client_id)),
+                true,
+            )),
+            Kind::Response => None,
+            Kind::Notification if msg.method() == "notifications/progress" => {
+                let client_token = self.client_token.as_ref()?;
+                let mut params = jsonrpc::split_params(msg.params).ok()?;
+                let token = params.get("progressToken")?;
+                if token.get() != self.upstream_id.get() {
+                    return None;
+                }
+                params.insert("progressToken".into(), Cow::Borrowed(client_token.as_ref()));
+                let out = jsonrpc::rebuild("notifications/progress", None, Some(&params));
+                Some((Cow::Owned(out), false))
+            }
+            Kind::Notification => Some((Cow::Owned(data.to_vec()), false)),
+            Kind::Request => {
+                let id =
+                    jsonrpc::to_raw(&format!("{RELAY_PREFIX}{}:{}", self.route, msg.id_text()));
+                let params = jsonrpc::split_params(msg.params).ok()?;
+                let out = jsonrpc::rebuild(&msg.method(), Some(&id), Some(&params));
+                Some((Cow::Owned(out), false))
+            }
+        }
+    }
+}
+
+fn unknown(id: &RawValue, what: &str, name: &str, stateless: bool) -> GatewayError {
+    let code = if what == "resource" && !stateless {
+        RESOURCE_NOT_FOUND
+    } else {
+        jsonrpc::INVALID_PARAMS
+    };
+    GatewayError::rpc(id, code, format!("Unknown {what}: `{name}`"))
+}
+
+fn unavailable(id: &RawValue, route: &Route) -> GatewayError {
+    GatewayError::rpc(
+        id,
+        jsonrpc::INTERNAL_ERROR,
+        format!("upstream `{}` is unavailable; try again later", route.name),
+    )
+}
+
+fn timed_out(id: &RawValue, route: &Route) -> GatewayError {
+    GatewayError::rpc(
+        id,
+        jsonrpc::INTERNAL_ERROR,
+        format!(
+            "upstream `{}` did not answer within {}s",
+            route.name,
+            route.timeout.as_secs_f64()
+        ),
+    )
+}
+
+impl Gateway {
+    pub(super) async fn call(
+        &self,
+        s: &mut Session,
+        req: &Request<'_>,
+        msg: &Message<'_>,
+        method: &str,
+        id: &RawValue,
+    ) -> Result<(), GatewayError> {
+        let mut params = jsonrpc::split_params(msg.params)
+            .map_err(|e| GatewayError::rpc(id, e.code, e.message))?;
+        let stateless = matches!(req.era, Era::Stateless);
+        let (route, upstream_name) = self.resolve(req, &mut params, method, id, stateless)?;
+        let upstream_id = jsonrpc::to_raw(&upstream_id(id));
+        let client_token = swap_progress_token(&mut params, &upstream_id);
+        let body = jsonrpc::rebuild(method, Some(&upstream_id), Some(&params));
+        let rewriter = Rewriter {
+            route: &route.name,
+            upstream_id: &upstream_id,
+            client_id: id,
+            client_token,
+        };
+        self.forward(
+            s,
+            req,
+            route,
+            method,
+            upstream_name.as_deref(),
+            body,
+            &rewriter,
+        )
+        .await
+    }
+
+    /// Finds the route of a call and rewrites its exposed name or URI to the upstream's.
+    fn resolve<'r>(
+        &self,
+        req: &Request<'r>,
+        params: &mut RawParams<'_>,
+        method: &str,
+        id: &RawValue,
+        stateless: bool,
+    ) -> Result<(&'r Route, Option<String>), GatewayError> {
+        let snap = req.snap;
+        let (key, what) = match method {
+            "tools/call" => ("name", "tool"),
+            "prompts/get" => ("name", "prompt"),
+            "completion/complete" => ("ref", "reference"),
+            _ => ("uri", "resource"),
+        };
+        if key == "ref" {
+            let mut reference: Value = params
+                .get("ref")
+                .and_then(|r| serde_json::from_str(r.get()).ok())
+                .unwrap_or_default();
+            let field = if reference["type"] == "ref/resource" {
+                "uri"
+            } else {
+                "name"
+            };
+            let exposed = reference[field].as_str().unwrap_or_default().to_string();
+            let found = if field == "uri" {
+                snap.resolve_uri(&exposed)
+            } else {
+                snap.resolve_name(&exposed)
+            };
+            let (route, upstream) = found.ok_or_else(|| unknown(id, what, &exposed, stateless))?;
+            reference[field] = Value::String(upstream.to_string());
+            params.insert("ref".into(), Cow::Owned(jsonrpc::to_raw(&reference)));
+            return Ok((route, None));
+        }
+        let exposed = jsonrpc::str_param(params, key).ok_or_else(|| {
+            GatewayError::rpc(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                format!("Invalid params: `{key}` is required"),
+            )
+        })?;
+        let found = if key == "uri" {
+            snap.resolve_uri(&exposed)
+        } else {
+            snap.resolve_name(&exposed)
+        };
+        let (route, upstream) = found.ok_or_else(|| unknown(id, what, &exposed, stateless))?;
+        params.insert(key.into(), Cow::Owned(jsonrpc::to_raw(upstream)));
+        Ok((route, Some(upstream.to_string())))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        s: &mut Session,
+        req: &Request<'_>,
+        route: &Route,
+        method: &str,
+        name: Option<&str>,
+        body: Vec<u8>,
+        rw: &Rewriter<'_>,
+    ) -> Result<(), GatewayError> {
+        let id = rw.client_id;
+        let deadline = Instant::now() + route.timeout;
+        let mut link = self
+            .link(req, route)
+            .await
+            .ok_or_else(|| unavailable(id, route))?;
+        let body = Bytes::from(body);
+        let mut relinked = false;
+        let mut ex = loop {
+            let sent = {
+                let mut out = Outgoing::post(body.clone());
+                link.apply(&mut out, method, name);
+                tokio::time::timeout_at(
+                    deadline,
+                    Exchange::send(&self.connector, &route.upstream, &out),
+                )
+                .await
+            };
+            let ex = match sent {
+                Err(_) => return Err(timed_out(id, route)),
+                Ok(Err(e)) => {
+                    log::warn!("{method} to upstream {} failed: {e}", peer_label(route));
+                    return Err(unavailable(id, route));
+                }
+                Ok(Ok(ex)) => ex,
+            };
+            let status = ex.status();
+            if status == 404
+                && matches!(
+                    link,
+                    Link::Session {
+                        session: Some(_),
+                        ..
+                    }
+                )
+            {
+                ex.finish(&self.connector, &route.upstream).await;
+                if relinked {
+                    return Err(GatewayError::http(
+                        404,
+                        "Session not found: initialize a new session",
+                    ));
+                }
+                relinked = true;
+                link = self.relink(req, route).await.ok_or_else(|| {
+                    GatewayError::http(404, "Session not found: initialize a new session")
+                })?;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                log::warn!(
+                    "{method} to upstream {} answered HTTP {status}",
+                    peer_label(route)
+                );
+                ex.finish(&self.connector, &route.upstream).await;
+                return Err(GatewayError::rpc(
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("upstream `{}` failed (HTTP {status})", route.name),
+                ));
+            }
+            break ex;
+        };
+        if ex.is_sse() {
+            self.stream(s, &mut ex, route, rw, deadline, &link).await;
+            return Ok(());
+        }
+        let collected = tokio::time::timeout_at(deadline, ex.collect()).await;
+        let body = match collected {
+            Err(_) => return Err(timed_out(id, route)),
+            Ok(Err(_)) => return Err(unavailable(id, route)),
+            Ok(Ok(b)) => b,
+        };
+        ex.finish(&self.connector, &route.upstream).await;
+        match rw.message(&body) {
+            Some((answer, true)) => {
+                respond::json(s, 200, answer.into_owned(), &[]).await.ok();
+                Ok(())
+            }
+            _ => {
+                log::warn!(
+                    "{method} to upstream {}: answer is not a JSON-RPC response to our request",
+                    peer_label(route)
+                );
+                Err(GatewayError::rpc(
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("upstream `{}` sent an invalid answer", route.name),
+                ))
+            }
+        }
+    }
+
+    /// Relays an SSE answer event by event until the final response, the deadline, or the
+    /// client leaving (then the upstream request is cancelled).
+    async fn stream(
+        &self,
+        s: &mut Session,
+        ex: &mut Exchange,
+        route: &Route,
+        rw: &Rewriter<'_>,
+        deadline: Instant,
+        link: &Link,
+    ) {
+        if respond::sse_start(s, &[]).await.is_err() {
+            self.cancel(route, link, rw.upstream_id).await;
+            return;
+        }
+        let mut reader = sse::Reader::default();
+        loop {
+            let next = tokio::select! {
+                r = tokio::time::timeout_at(deadline, ex.chunk()) => r,
+                _ = s.as_downstream_mut().read_body_or_idle(true) => {
+                    log::debug!("client left during a call to {}; cancelling upstream", route.name);
+                    self.cancel(route, link, rw.upstream_id).await;
+                    return;
+                }
+            };
+            let failure = match next {
+                Err(_) => Some(timed_out(rw.client_id, route)),
+                Ok(Err(_)) | Ok(Ok(None)) => Some(unavailable(rw.client_id, route)),
+                Ok(Ok(Some(chunk))) => {
+                    reader.push(&chunk);
+                    None
+                }
+            };
+            let mut out = Vec::new();
+            let mut done = false;
+            while let Some(ev) = reader.next_event() {
+                if let Some((data, fin)) = rw.message(ev.data.as_bytes()) {
+                    sse::write_event(&mut out, &data);
+                    done |= fin;
+                }
+                if done {
+                    break;
+                }
+            }
+            if let Some(e) = &failure
+                && !done
+            {
+                sse::write_event(&mut out, &e.body());
+                done = true;
+                self.cancel(route, link, rw.upstream_id).await;
+            }
+            if !out.is_empty() || done {
+                let sent = s.write_response_body(Some(Bytes::from(out)), done).await;
+                if sent.is_err() {
+                    self.cancel(route, link, rw.upstream_id).await;
+                    return;
+                }
+            }
+            if done {
+                if failure.is_none() {
+                    // Let the upstream end its stream so the connection can be reused.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while let Ok(Some(_)) = ex.chunk().await {}
+                    })
+                    .await;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Tells the upstream to stop working on a request the client no longer waits for.
+    async fn cancel(&self, route: &Route, link: &Link, upstream_id: &RawValue) {
+        let params = serde_json::json!({"requestId": upstream_id, "reason": "client disconnected"});
+        let body = jsonrpc::notification("notifications/cancelled", Some(&params));
+        let mut out = Outgoing::post(body);
+        link.apply(&mut out, "notifications/cancelled", None);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            crate::upstream::fire(&self.connector, &route.upstream, &out),
+        )
+        .await;
+    }
+
+    /// A client's answer to a relayed upstream request: back to that upstream, original id.
+    pub(super) async fn client_response(
+        &self,
+        req: &Request<'_>,
+        msg: &Message<'_>,
+    ) -> Result<(), GatewayError> {
+        let bad = || GatewayError::http(400, "Bad Request: response to an unknown request id");
+        let id: String = serde_json::from_str(msg.id_text()).map_err(|_| bad())?;
+        let rest = id.strip_prefix(RELAY_PREFIX).ok_or_else(bad)?;
+        let (route_name, original) = rest.split_once(':').ok_or_else(bad)?;
+        let route = req.snap.route(route_name).ok_or_else(bad)?;
+        let original: Box<RawValue> = serde_json::from_str(original).map_err(|_| bad())?;
+        let body = jsonrpc::reid_response(msg, &original);
+        let link = self.link(req, route).await.ok_or_else(bad)?;
+        let mut out = Outgoing::post(body);
+        link.apply(&mut out, "", None);
+        let _ = tokio::time::timeout(
+            req.snap.timeouts.initialize,
+            crate::upstream::fire(&self.connector, &route.upstream, &out),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// Replaces the client's progress token with the gateway's; returns the client's.
+fn swap_progress_token(params: &mut RawParams<'_>, ours: &RawValue) -> Option<Box<RawValue>> {
+    let meta = params.get("_meta")?;
+    let mut meta: serde_json::Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
+    let theirs = meta.get("progressToken")?.clone();
+    meta.insert(
+        "progressToken".into(),
+        serde_json::from_str(ours.get()).unwrap_or_default(),
+    );
+    params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
+    Some(jsonrpc::to_raw(&theirs))
+}

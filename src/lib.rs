@@ -1,0 +1,11 @@
+//! mcp-edge: an MCP gateway on Pingora. One endpoint in front of many MCP servers: tool calls
+//! routed by name, lists merged, sessions sealed so instances share nothing.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod mcp;
+pub mod proxy;
+pub mod server;
+pub mod upstream;

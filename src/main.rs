@@ -1,0 +1,112 @@
+//! The `mcp-edge` command line: run, check, demo.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcp_edge::config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "mcp-edge", version, about = "An MCP gateway on Pingora")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        #[arg(long, default_value = "conf/mcp-edge.yaml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration and its routes, print every error, and exit.
+    Check {
+        #[arg(long, default_value = "conf/mcp-edge.yaml")]
+        config: PathBuf,
+    },
+    /// Run the gateway in front of two built-in sample upstreams on loopback.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mcp-edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let snapshot = config::load(&config)
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            mcp_edge::server::run(snapshot)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => match config::load(&config) {
+            Ok(snap) => {
+                println!("{}: ok ({} routes)", config.display(), snap.routes.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                eprintln!("{} error(s)", errors.0.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Demo { listen } => demo(&listen),
+    }
+}
+
+const DEMO_GATEWAY: &str = include_str!("../conf/demo.yaml");
+
+fn demo(listen: &str) -> anyhow::Result<ExitCode> {
+    let addr = mcp_edge::server::resolve_listen(listen).context("demo listen address")?;
+    // The sample upstreams run on their own runtime; Pingora runs the gateway on the main thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (alpha, beta) = runtime.block_on(async {
+        anyhow::Ok((
+            mcp_edge::demo::spawn_upstream("alpha").await?,
+            mcp_edge::demo::spawn_upstream("beta").await?,
+        ))
+    })?;
+    let route = |name: &str, url: &str| config::Source {
+        file: PathBuf::from(format!("<demo>/routes/{name}.yaml")),
+        text: format!("name: {name}\nowner: demo\nupstream:\n  url: {url}\n"),
+    };
+    let gateway = config::Source {
+        file: PathBuf::from("<demo>/conf/demo.yaml"),
+        text: DEMO_GATEWAY.replace("127.0.0.1:8080", &addr.to_string()),
+    };
+    let snapshot = config::compile(
+        &gateway,
+        &[route("alpha", &alpha.url), route("beta", &beta.url)],
+    )
+    .map_err(|e| anyhow::anyhow!("demo configuration:\n{e}"))?;
+    println!("mcp-edge demo: two sample MCP servers behind one endpoint");
+    println!("  upstream alpha: {}", alpha.url);
+    println!("  upstream beta:  {}", beta.url);
+    println!(
+        "  MCP endpoint:   http://{addr}/mcp   (tools alpha__echo, beta__echo, alpha__progress, …)"
+    );
+    println!("  per server:     http://{addr}/servers/alpha/mcp");
+    println!("Point an MCP client at it, e.g. the MCP Inspector:");
+    println!(
+        "  npx @modelcontextprotocol/inspector --cli http://{addr}/mcp --transport http --method tools/list"
+    );
+    println!("Authentication is off in the demo (auth.mode: none). Ctrl-C stops it.");
+    mcp_edge::server::run(snapshot)?;
+    drop((alpha, beta));
+    Ok(ExitCode::SUCCESS)
+}

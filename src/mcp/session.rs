@@ -1,0 +1,159 @@
+//! Sealed session ids: the `Mcp-Session-Id` the gateway issues is the session itself (negotiated
+//! version and upstream session ids), encrypted and authenticated, so any instance can serve any
+//! request with no session store.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const AAD: &[u8] = b"mcp-edge session v1";
+const NONCE_LEN: usize = 12;
+
+/// What a client session is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionState {
+    /// Random id, the key of the few things an instance remembers locally about a session.
+    #[serde(rename = "i")]
+    pub id: u128,
+    /// Protocol version negotiated with the client.
+    #[serde(rename = "v")]
+    pub version: String,
+    /// Unix seconds after which the id is refused.
+    #[serde(rename = "e")]
+    pub expires: u64,
+    /// The client's declared capabilities (JSON), for re-opening an upstream session.
+    #[serde(rename = "c")]
+    pub capabilities: String,
+    /// The upstream sessions opened at `initialize`.
+    #[serde(rename = "u")]
+    pub upstreams: Vec<UpstreamSession>,
+}
+
+/// The gateway's session with one upstream, on behalf of one client session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpstreamSession {
+    #[serde(rename = "r")]
+    pub route: String,
+    /// The upstream's `Mcp-Session-Id`; none for upstreams without sessions.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Protocol version negotiated with the upstream.
+    #[serde(rename = "v")]
+    pub version: String,
+}
+
+impl SessionState {
+    pub fn upstream(&self, route: &str) -> Option<&UpstreamSession> {
+        self.upstreams.iter().find(|u| u.route == route)
+    }
+}
+
+/// Seals with the first key, opens with any (key rotation).
+pub struct Sealer {
+    ciphers: Vec<ChaCha20Poly1305>,
+}
+
+impl Sealer {
+    /// `keys` empty: one random key, good for this process only.
+    pub fn new(keys: &[[u8; 32]]) -> Self {
+        let ciphers = if keys.is_empty() {
+            vec![ChaCha20Poly1305::new(&ChaCha20Poly1305::generate_key(
+                &mut chacha20poly1305::aead::OsRng,
+            ))]
+        } else {
+            keys.iter()
+                .map(|k| ChaCha20Poly1305::new(Key::from_slice(k)))
+                .collect()
+        };
+        Self { ciphers }
+    }
+
+    pub fn seal(&self, state: &SessionState) -> String {
+        let plain = serde_json::to_vec(state).unwrap_or_default();
+        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+        let nonce = Nonce::from_slice(&nonce_bytes);
+        let mut out = nonce_bytes.to_vec();
+        if let Some(cipher) = self.ciphers.first()
+            && let Ok(ct) = cipher.encrypt(
+                nonce,
+                Payload {
+                    msg: &plain,
+                    aad: AAD,
+                },
+            )
+        {
+            out.extend_from_slice(&ct);
+        }
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The session behind an id, if the id is one of ours, untampered and unexpired.
+    pub fn open(&self, token: &str) -> Option<SessionState> {
+        if token.len() > 8192 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if raw.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let plain = self.ciphers.iter().find_map(|c| {
+            c.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
+                .ok()
+        })?;
+        let state: SessionState = serde_json::from_slice(&plain).ok()?;
+        (state.expires > now_secs()).then_some(state)
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> SessionState {
+        SessionState {
+            id: 42,
+            version: "2025-11-25".into(),
+            expires: now_secs() + 60,
+            capabilities: "{}".into(),
+            upstreams: vec![UpstreamSession {
+                route: "alpha".into(),
+                session: Some("abc".into()),
+                version: "2025-11-25".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip_rotation_and_tampering() {
+        let old = Sealer::new(&[[1; 32]]);
+        let token = old.seal(&state());
+        assert!(token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert_eq!(old.open(&token), Some(state()));
+        let rotated = Sealer::new(&[[2; 32], [1; 32]]);
+        assert_eq!(rotated.open(&token), Some(state()));
+        assert_eq!(Sealer::new(&[[2; 32]]).open(&token), None);
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        assert_eq!(old.open(&URL_SAFE_NO_PAD.encode(bytes)), None);
+        assert_eq!(old.open("not-a-session"), None);
+    }
+
+    #[test]
+    fn expired_sessions_are_refused() {
+        let s = Sealer::new(&[]);
+        let mut st = state();
+        st.expires = now_secs() - 1;
+        assert_eq!(s.open(&s.seal(&st)), None);
+    }
+}

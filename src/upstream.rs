@@ -1,0 +1,264 @@
+//! Talking to upstream MCP servers over Pingora's pooled connector: one HTTP exchange at a time,
+//! streamed (`Exchange`), or collected into the one JSON-RPC reply the gateway waits for (`rpc`).
+
+use crate::config::snapshot::Upstream;
+use crate::mcp::jsonrpc::{Kind, Message};
+use crate::mcp::sse;
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+/// Idle upstream connections are kept this long for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+/// The most a collected (non-streamed) upstream answer may hold.
+const MAX_COLLECTED: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream refused the connection")]
+    Connect,
+    #[error("upstream connection failed")]
+    Io,
+    #[error("upstream did not answer in time")]
+    Timeout,
+    #[error("upstream answered HTTP {0}")]
+    Status(u16),
+    #[error("upstream sent an answer that is not MCP")]
+    Garbage,
+}
+
+/// What to send upstream.
+pub struct Outgoing<'a> {
+    pub method: http::Method,
+    pub body: Bytes,
+    pub session: Option<&'a str>,
+    pub protocol_version: Option<&'a str>,
+    /// `Mcp-Method` and `Mcp-Name`, for the stateless revision.
+    pub mcp_method: Option<&'a str>,
+    pub mcp_name: Option<&'a str>,
+    /// Client headers copied as they are (the per-server endpoint); they win over the above.
+    pub copied: Vec<(&'static str, &'a str)>,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn post(body: impl Into<Bytes>) -> Self {
+        Self {
+            method: http::Method::POST,
+            body: body.into(),
+            session: None,
+            protocol_version: None,
+            mcp_method: None,
+            mcp_name: None,
+            copied: Vec::new(),
+        }
+    }
+}
+
+/// One request in flight: response header read, body not yet.
+pub struct Exchange {
+    http: HttpSession,
+}
+
+impl Exchange {
+    pub async fn send(
+        connector: &Connector,
+        upstream: &Upstream,
+        out: &Outgoing<'_>,
+    ) -> Result<Self, UpstreamError> {
+        let (mut http, reused) = connector
+            .get_http_session(&upstream.peer)
+            .await
+            .map_err(|_| UpstreamError::Connect)?;
+        let header = build_header(upstream, out).map_err(|_| UpstreamError::Io)?;
+        let sent = write_request(&mut http, header, &out.body).await;
+        // A pooled connection the upstream closed meanwhile: one retry on a fresh one.
+        let mut http = match sent {
+            Ok(()) => http,
+            Err(_) if reused => {
+                let (mut fresh, _) = connector
+                    .get_http_session(&upstream.peer)
+                    .await
+                    .map_err(|_| UpstreamError::Connect)?;
+                let header = build_header(upstream, out).map_err(|_| UpstreamError::Io)?;
+                write_request(&mut fresh, header, &out.body)
+                    .await
+                    .map_err(|_| UpstreamError::Io)?;
+                fresh
+            }
+            Err(_) => return Err(UpstreamError::Io),
+        };
+        http.read_response_header()
+            .await
+            .map_err(|_| UpstreamError::Io)?;
+        Ok(Self { http })
+    }
+
+    pub fn status(&self) -> u16 {
+        self.http.response_header().map_or(0, |h| h.status.as_u16())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.http
+            .response_header()
+            .and_then(|h| h.headers.get(name))
+            .and_then(|v| v.to_str().ok())
+    }
+
+    pub fn is_sse(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream"))
+    }
+
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        self.http
+            .read_response_body()
+            .await
+            .map_err(|_| UpstreamError::Io)
+    }
+
+    /// Returns a fully read connection to the pool; anything else is closed by dropping it.
+    pub async fn finish(mut self, connector: &Connector, upstream: &Upstream) {
+        if self.http.response_done() {
+            connector
+                .release_http_session(self.http, &upstream.peer, Some(POOL_IDLE))
+                .await;
+        } else {
+            self.http.shutdown().await;
+        }
+    }
+
+    /// Reads the rest of the body (bounded).
+    pub async fn collect(&mut self) -> Result<Vec<u8>, UpstreamError> {
+        let mut body = Vec::new();
+        while let Some(c) = self.chunk().await? {
+            if body.len() + c.len() > MAX_COLLECTED {
+                return Err(UpstreamError::Garbage);
+            }
+            body.extend_from_slice(&c);
+        }
+        Ok(body)
+    }
+}
+
+fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<RequestHeader>> {
+    let mut h = RequestHeader::build(out.method.clone(), upstream.path.as_bytes(), Some(8))?;
+    h.insert_header("host", upstream.authority.as_str())?;
+    if out.method == http::Method::GET {
+        h.insert_header("accept", "text/event-stream")?;
+    } else {
+        h.insert_header("accept", "application/json, text/event-stream")?;
+    }
+    if out.method == http::Method::POST {
+        h.insert_header("content-type", "application/json")?;
+    }
+    h.insert_header("content-length", out.body.len())?;
+    if let Some(s) = out.session {
+        h.insert_header("mcp-session-id", s)?;
+    }
+    if let Some(v) = out.protocol_version {
+        h.insert_header("mcp-protocol-version", v)?;
+    }
+    if let Some(m) = out.mcp_method {
+        h.insert_header("mcp-method", m)?;
+    }
+    if let Some(n) = out.mcp_name {
+        h.insert_header("mcp-name", n)?;
+    }
+    for (k, v) in &out.copied {
+        h.insert_header(*k, *v)?;
+    }
+    Ok(Box::new(h))
+}
+
+async fn write_request(
+    http: &mut HttpSession,
+    header: Box<RequestHeader>,
+    body: &Bytes,
+) -> pingora::Result<()> {
+    http.write_request_header(header).await?;
+    if !body.is_empty() {
+        http.write_request_body(body.clone(), true).await?;
+    }
+    http.finish_request_body().await
+}
+
+/// A JSON-RPC reply collected from an upstream.
+#[derive(Debug)]
+pub struct Reply {
+    /// The upstream's `Mcp-Session-Id`, if it sent one.
+    pub session: Option<String>,
+    /// The `result` (Ok) or `error` (Err) of the response, raw.
+    pub outcome: Result<Box<RawValue>, Box<RawValue>>,
+}
+
+/// Sends one request and waits for the response carrying `id` (JSON or SSE). Notifications and
+/// requests the upstream sends meanwhile are dropped: callers use this only for the gateway's
+/// own traffic (initialize, lists), never for a client's call.
+pub async fn rpc(
+    connector: &Connector,
+    upstream: &Upstream,
+    out: &Outgoing<'_>,
+    id: &RawValue,
+) -> Result<Reply, UpstreamError> {
+    let mut ex = Exchange::send(connector, upstream, out).await?;
+    let status = ex.status();
+    if !(200..300).contains(&status) {
+        return Err(UpstreamError::Status(status));
+    }
+    let session = ex.header("mcp-session-id").map(str::to_string);
+    let found = if ex.is_sse() {
+        let mut reader = sse::Reader::default();
+        let mut found = None;
+        while found.is_none() {
+            let Some(chunk) = ex.chunk().await? else {
+                break;
+            };
+            reader.push(&chunk);
+            if reader.pending() > MAX_COLLECTED {
+                return Err(UpstreamError::Garbage);
+            }
+            while let Some(ev) = reader.next_event() {
+                if let Some(o) = response_for(ev.data.as_bytes(), id) {
+                    found = Some(o);
+                    break;
+                }
+            }
+        }
+        found
+    } else {
+        let body = ex.collect().await?;
+        response_for(&body, id)
+    };
+    ex.finish(connector, upstream).await;
+    found
+        .map(|outcome| Reply { session, outcome })
+        .ok_or(UpstreamError::Garbage)
+}
+
+fn response_for(data: &[u8], id: &RawValue) -> Option<Result<Box<RawValue>, Box<RawValue>>> {
+    let (msg, kind) = Message::parse(data).ok()?;
+    if kind != Kind::Response || msg.id.map(RawValue::get) != Some(id.get()) {
+        return None;
+    }
+    match (msg.result, msg.error) {
+        (Some(r), _) => Some(Ok(r.to_owned())),
+        (_, Some(e)) => Some(Err(e.to_owned())),
+        _ => None,
+    }
+}
+
+/// Sends a notification (or a DELETE) and ignores the answer beyond its status.
+pub async fn fire(
+    connector: &Connector,
+    upstream: &Upstream,
+    out: &Outgoing<'_>,
+) -> Result<u16, UpstreamError> {
+    let mut ex = Exchange::send(connector, upstream, out).await?;
+    let status = ex.status();
+    ex.collect().await?;
+    ex.finish(connector, upstream).await;
+    Ok(status)
+}
