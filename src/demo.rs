@@ -156,6 +156,11 @@ impl Drop for Upstream {
 
 /// Starts a sample upstream on `127.0.0.1:0` in the current tokio runtime.
 pub async fn spawn_upstream(name: &'static str) -> std::io::Result<Upstream> {
+    spawn_upstream_on(name, "127.0.0.1:0").await
+}
+
+/// Starts a sample upstream on a given address (a restarted upstream keeps its address).
+pub async fn spawn_upstream_on(name: &'static str, addr: &str) -> std::io::Result<Upstream> {
     let probe = Arc::new(Probe::default());
     let server = SampleServer::new(name, probe.clone());
     let stop = CancellationToken::new();
@@ -169,7 +174,7 @@ pub async fn spawn_upstream(name: &'static str) -> std::io::Result<Upstream> {
             config,
         );
     let router = axum::Router::new().nest_service("/mcp", service);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let token = stop.clone();
     tokio::spawn(async move {

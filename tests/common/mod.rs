@@ -1,0 +1,211 @@
+//! Test harness: real rmcp upstreams on port 0 and the real `mcp-edge` binary started from YAML
+//! in a temp dir, torn down when dropped.
+
+#![allow(dead_code, unused_imports)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub use mcp_edge::demo::{Upstream, spawn_upstream, spawn_upstream_on};
+
+pub const ACCEPT: &str = "application/json, text/event-stream";
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// `{base}/mcp`
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What to put in the gateway's config besides the routes.
+pub struct Setup<'a> {
+    /// `(name, upstream url, extra route yaml)`
+    pub routes: Vec<(&'a str, String, &'a str)>,
+    /// Extra top-level YAML for `conf/mcp-edge.yaml`.
+    pub extra: &'a str,
+}
+
+impl Gateway {
+    pub fn start(setup: Setup<'_>) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("conf");
+        let routes = dir.path().join("routes");
+        std::fs::create_dir_all(&conf).expect("conf dir");
+        std::fs::create_dir_all(&routes).expect("routes dir");
+        let gateway_yaml = format!(
+            "listen: 127.0.0.1:0\npublic_url: http://127.0.0.1\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
+             server:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{}\n",
+            BODY_CAP, setup.extra
+        );
+        std::fs::write(conf.join("mcp-edge.yaml"), gateway_yaml).expect("write conf");
+        for (name, url, extra) in &setup.routes {
+            let yaml = format!("name: {name}\nupstream:\n  url: {url}\n{extra}\n");
+            std::fs::write(routes.join(format!("{name}.yaml")), yaml).expect("write route");
+        }
+        Self::spawn(dir, conf.join("mcp-edge.yaml"))
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: PathBuf) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mcp-edge");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("mcp-edge did not report that it listens");
+            if line.starts_with("mcp-edge listening on ") {
+                break line;
+            }
+        };
+        let url = line
+            .trim_start_matches("mcp-edge listening on ")
+            .split_whitespace()
+            .next()
+            .expect("url")
+            .to_string();
+        let base = url.trim_end_matches("/mcp").to_string();
+        Gateway {
+            child,
+            base,
+            url,
+            dir,
+        }
+    }
+}
+
+/// The body cap every test gateway runs with.
+pub const BODY_CAP: usize = 256 * 1024;
+
+/// Two sample upstreams whose tools clash by name (`echo` on both).
+pub async fn two_upstreams() -> (Upstream, Upstream) {
+    (
+        spawn_upstream("alpha").await.expect("alpha"),
+        spawn_upstream("beta").await.expect("beta"),
+    )
+}
+
+pub fn routes_for<'a>(ups: &[(&'a str, &Upstream)]) -> Vec<(&'a str, String, &'a str)> {
+    ups.iter().map(|(n, u)| (*n, u.url.clone(), "")).collect()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client")
+}
+
+/// Polls `check` until it holds or `secs` pass.
+pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+/// A raw MCP session over HTTP, for the protocol edges.
+pub struct Raw {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+    pub version: String,
+}
+
+impl Raw {
+    pub async fn open(url: &str) -> Raw {
+        let mut raw = Raw {
+            client: http(),
+            url: url.to_string(),
+            session: None,
+            version: "2025-11-25".into(),
+        };
+        let resp = raw
+            .post(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+            .await;
+        assert_eq!(resp.status(), 200);
+        raw.session = resp
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().expect("ascii").to_string());
+        assert!(raw.session.is_some(), "initialize must issue a session id");
+        let r = raw
+            .post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        assert_eq!(r.status(), 202);
+        raw
+    }
+
+    pub fn request(&self, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
+        let mut b = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT)
+            .header("mcp-protocol-version", &self.version)
+            .body(body);
+        if let Some(s) = &self.session {
+            b = b.header("mcp-session-id", s);
+        }
+        b
+    }
+
+    pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.request(body).send().await.expect("POST")
+    }
+
+    /// POSTs and returns the JSON-RPC message that answers (JSON body or last SSE event).
+    pub async fn rpc(&self, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        let resp = self.post(body).await;
+        let status = resp.status().as_u16();
+        (status, answer(resp).await)
+    }
+}
+
+/// The JSON-RPC message in a response: the JSON body, or the last `data:` of an SSE stream.
+pub async fn answer(resp: reqwest::Response) -> serde_json::Value {
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/event-stream"));
+    let text = resp.text().await.expect("body");
+    if sse {
+        let last = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| !d.is_empty())
+            .last()
+            .unwrap_or("null");
+        serde_json::from_str(last).expect("SSE data is JSON")
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+}
