@@ -1,5 +1,7 @@
 //! The gateway driven by rmcp's own Streamable HTTP client, as an MCP client author would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

@@ -1,5 +1,7 @@
 //! The transport and JSON-RPC edges, over raw HTTP: every bad request gets a specific answer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -28,18 +30,29 @@ async fn json_rpc_errors_carry_the_right_code_and_id() {
 
     let (status, v) = raw.rpc(r#"{"id":1,"method":"ping"}"#).await;
     assert_eq!((status, code(&v)), (400, -32600), "{v}");
-    let (status, v) = raw.rpc(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).await;
+    let (status, v) = raw
+        .rpc(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
+        .await;
     assert_eq!((status, code(&v)), (400, -32600), "{v}");
 
-    let (status, v) = raw.rpc(r#"{"jsonrpc":"2.0","id":"m","method":"no/such"}"#).await;
-    assert_eq!((status, code(&v), v["id"].clone()), (200, -32601, json!("m")), "{v}");
+    let (status, v) = raw
+        .rpc(r#"{"jsonrpc":"2.0","id":"m","method":"no/such"}"#)
+        .await;
+    assert_eq!(
+        (status, code(&v), v["id"].clone()),
+        (200, -32601, json!("m")),
+        "{v}"
+    );
 
     let (status, v) = raw
         .rpc(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"alpha__nope"}}"#)
         .await;
     // Unknown upstream tool: the upstream's own answer, re-identified.
     assert_eq!((status, v["id"].clone()), (200, json!(7)), "{v}");
-    assert!(v.get("error").is_some() || v["result"]["isError"] == json!(true), "{v}");
+    assert!(
+        v.get("error").is_some() || v["result"]["isError"] == json!(true),
+        "{v}"
+    );
 
     let (_, v) = raw
         .rpc(r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"nobody__echo"}}"#)
@@ -50,13 +63,19 @@ async fn json_rpc_errors_carry_the_right_code_and_id() {
         .await;
     assert_eq!(code(&v), -32602, "an unprefixed name is unknown: {v}");
 
-    let (_, v) = raw.rpc(r#"{"jsonrpc":"2.0","id":10,"method":"tools/list","params":{"cursor":"abc"}}"#).await;
+    let (_, v) = raw
+        .rpc(r#"{"jsonrpc":"2.0","id":10,"method":"tools/list","params":{"cursor":"abc"}}"#)
+        .await;
     assert_eq!(code(&v), -32602, "{v}");
 
-    let (status, v) = raw.rpc(r#"{"jsonrpc":"2.0","id":11,"method":"ping"}"#).await;
+    let (status, v) = raw
+        .rpc(r#"{"jsonrpc":"2.0","id":11,"method":"ping"}"#)
+        .await;
     assert_eq!((status, v["result"].clone()), (200, json!({})));
 
-    let r = raw.post(r#"{"jsonrpc":"2.0","method":"notifications/whatever"}"#).await;
+    let r = raw
+        .post(r#"{"jsonrpc":"2.0","method":"notifications/whatever"}"#)
+        .await;
     assert_eq!(r.status(), 202);
 }
 
@@ -66,7 +85,10 @@ async fn transport_rules_size_media_types_versions_origin() {
     let raw = Raw::open(&gw.url).await;
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
-    let send = |ct: &'static str, accept: &'static str, version: &'static str, origin: Option<&'static str>| {
+    let send = |ct: &'static str,
+                accept: &'static str,
+                version: &'static str,
+                origin: Option<&'static str>| {
         let mut b = raw
             .client
             .post(&raw.url)
@@ -81,15 +103,60 @@ async fn transport_rules_size_media_types_versions_origin() {
         b.send()
     };
     let status = |r: reqwest::Result<reqwest::Response>| r.expect("send").status().as_u16();
-    assert_eq!(status(send("application/json", ACCEPT, "2025-11-25", None).await), 200);
-    assert_eq!(status(send("application/json; charset=utf-8", ACCEPT, "2025-11-25", None).await), 200);
-    assert_eq!(status(send("text/plain", ACCEPT, "2025-11-25", None).await), 415);
-    assert_eq!(status(send("application/json", "application/json", "2025-11-25", None).await), 406);
-    assert_eq!(status(send("application/json", "text/event-stream", "2025-11-25", None).await), 406);
-    assert_eq!(status(send("application/json", ACCEPT, "1999-01-01", None).await), 400);
-    assert_eq!(status(send("application/json", ACCEPT, "2025-11-25", Some("http://evil.example.com")).await), 403);
     assert_eq!(
-        status(send("application/json", ACCEPT, "2025-11-25", Some("http://127.0.0.1")).await),
+        status(send("application/json", ACCEPT, "2025-11-25", None).await),
+        200
+    );
+    assert_eq!(
+        status(
+            send(
+                "application/json; charset=utf-8",
+                ACCEPT,
+                "2025-11-25",
+                None
+            )
+            .await
+        ),
+        200
+    );
+    assert_eq!(
+        status(send("text/plain", ACCEPT, "2025-11-25", None).await),
+        415
+    );
+    assert_eq!(
+        status(send("application/json", "application/json", "2025-11-25", None).await),
+        406
+    );
+    assert_eq!(
+        status(send("application/json", "text/event-stream", "2025-11-25", None).await),
+        406
+    );
+    assert_eq!(
+        status(send("application/json", ACCEPT, "1999-01-01", None).await),
+        400
+    );
+    assert_eq!(
+        status(
+            send(
+                "application/json",
+                ACCEPT,
+                "2025-11-25",
+                Some("http://evil.example.com")
+            )
+            .await
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            send(
+                "application/json",
+                ACCEPT,
+                "2025-11-25",
+                Some("http://127.0.0.1")
+            )
+            .await
+        ),
         200,
         "the public URL's own origin is allowed"
     );
@@ -104,13 +171,26 @@ async fn transport_rules_size_media_types_versions_origin() {
     let overhead = call(0).len();
     let (status, v) = raw.rpc(call(BODY_CAP - overhead)).await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["result"]["content"][0]["text"].as_str().map(str::len), Some(7 + BODY_CAP - overhead));
+    assert_eq!(
+        v["result"]["content"][0]["text"].as_str().map(str::len),
+        Some(7 + BODY_CAP - overhead)
+    );
     let r = raw.post(call(BODY_CAP - overhead + 1)).await;
     assert_eq!(r.status(), 413);
 
-    let r = http().get(&gw.url).header("accept", "text/event-stream").send().await.expect("GET");
+    let r = http()
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(r.status(), 405);
-    let r = http().post(format!("{}/elsewhere", gw.base)).body("{}").send().await.expect("POST");
+    let r = http()
+        .post(format!("{}/elsewhere", gw.base))
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
     assert_eq!(r.status(), 404);
 }
 
@@ -130,15 +210,29 @@ async fn sessions_are_sealed_checked_and_ended() {
 
     raw.session = Some(token.clone());
     assert_eq!(raw.post(ping).await.status(), 200);
-    let r = raw.client.delete(&gw.url).header("mcp-session-id", &token).send().await.expect("DELETE");
+    let r = raw
+        .client
+        .delete(&gw.url)
+        .header("mcp-session-id", &token)
+        .send()
+        .await
+        .expect("DELETE");
     assert_eq!(r.status(), 200);
-    assert_eq!(raw.post(ping).await.status(), 404, "an ended session is gone");
+    assert_eq!(
+        raw.post(ping).await.status(),
+        404,
+        "an ended session is gone"
+    );
 }
 
 #[tokio::test]
 async fn upstream_forgetting_its_session_is_reinitialized_once() {
     let alpha = spawn_upstream("alpha").await.expect("alpha");
-    let addr = alpha.url.trim_start_matches("http://").trim_end_matches("/mcp").to_string();
+    let addr = alpha
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
     let gw = Gateway::start(Setup {
         routes: vec![("alpha", alpha.url.clone(), "")],
         extra: "",
@@ -158,9 +252,17 @@ async fn upstream_forgetting_its_session_is_reinitialized_once() {
     };
     let (status, v) = raw.rpc(call).await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["result"]["content"][0]["text"], json!("alpha: again"), "{v}");
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        json!("alpha: again"),
+        "{v}"
+    );
     let (_, v) = raw.rpc(call).await;
-    assert_eq!(v["result"]["content"][0]["text"], json!("alpha: again"), "replacement remembered: {v}");
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        json!("alpha: again"),
+        "replacement remembered: {v}"
+    );
     drop(restarted);
 }
 
@@ -184,7 +286,22 @@ async fn stateless_headers_must_match_the_body() {
     };
     let ok = send("tools/call", "alpha__echo").await.expect("send");
     assert_eq!(ok.status(), 200);
-    assert_eq!(answer(ok).await["result"]["content"][0]["text"], json!("alpha: s"));
-    assert_eq!(send("tools/call", "beta__echo").await.expect("send").status(), 400);
-    assert_eq!(send("tools/list", "alpha__echo").await.expect("send").status(), 400);
+    assert_eq!(
+        answer(ok).await["result"]["content"][0]["text"],
+        json!("alpha: s")
+    );
+    assert_eq!(
+        send("tools/call", "beta__echo")
+            .await
+            .expect("send")
+            .status(),
+        400
+    );
+    assert_eq!(
+        send("tools/list", "alpha__echo")
+            .await
+            .expect("send")
+            .status(),
+        400
+    );
 }

@@ -1,6 +1,8 @@
 //! Dead, slow and broken upstreams: each costs only its own route, with a JSON-RPC error that
 //! carries the request's id and says nothing internal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;
@@ -11,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TCP server that answers every connection with `reply` (empty: closes at once).
 async fn broken_upstream(reply: &'static [u8]) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
@@ -33,7 +37,8 @@ fn refused_url() -> String {
 }
 
 fn call(id: u32, tool: &str, args: Value) -> String {
-    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}})
+        .to_string()
 }
 
 #[tokio::test]
@@ -49,7 +54,9 @@ async fn dead_and_broken_upstreams_cost_only_their_own_route() {
     let gw = Gateway::start(Setup { routes, extra: "" });
     let raw = Raw::open(&gw.url).await;
 
-    let (_, list) = raw.rpc(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).await;
+    let (_, list) = raw
+        .rpc(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .await;
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
         .expect("tools")
@@ -59,11 +66,19 @@ async fn dead_and_broken_upstreams_cost_only_their_own_route() {
     assert!(names.contains(&"alpha__echo"), "{names:?}");
     assert!(names.iter().all(|n| n.starts_with("alpha__")), "{names:?}");
 
-    for (i, route) in ["refused", "reset", "fivehundred", "garbage"].iter().enumerate() {
+    for (i, route) in ["refused", "reset", "fivehundred", "garbage"]
+        .iter()
+        .enumerate()
+    {
         let id = 100 + i as u32;
         let started = Instant::now();
-        let (status, v) = raw.rpc(call(id, &format!("{route}__echo"), json!({"text": "x"}))).await;
-        assert!(started.elapsed() < Duration::from_secs(5), "{route} answered within its timeout");
+        let (status, v) = raw
+            .rpc(call(id, &format!("{route}__echo"), json!({"text": "x"})))
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{route} answered within its timeout"
+        );
         assert_eq!(status, 200, "{route}: {v}");
         assert_eq!(v["id"], json!(id), "{route}: {v}");
         assert_eq!(v["error"]["code"], json!(-32603), "{route}: {v}");
@@ -71,8 +86,13 @@ async fn dead_and_broken_upstreams_cost_only_their_own_route() {
         assert!(msg.contains(route), "{route}: {msg}");
         assert!(!msg.contains("127.0.0.1"), "no addresses leak: {msg}");
         // Other routes are unaffected.
-        let (_, ok) = raw.rpc(call(1, "alpha__echo", json!({"text": route}))).await;
-        assert_eq!(ok["result"]["content"][0]["text"], json!(format!("alpha: {route}")));
+        let (_, ok) = raw
+            .rpc(call(1, "alpha__echo", json!({"text": route})))
+            .await;
+        assert_eq!(
+            ok["result"]["content"][0]["text"],
+            json!(format!("alpha: {route}"))
+        );
     }
 }
 
@@ -90,7 +110,13 @@ async fn slow_upstream_times_out_with_the_request_id_and_is_cancelled() {
     assert_eq!(status, 200);
     assert_eq!(v["id"], json!(42), "{v}");
     assert_eq!(v["error"]["code"], json!(-32603), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("did not answer within"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not answer within"),
+        "{v}"
+    );
     assert!(
         eventually(10, || alpha.probe.cancelled.load(Ordering::SeqCst) == 1).await,
         "the timed-out request was not cancelled upstream"

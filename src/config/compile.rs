@@ -109,11 +109,22 @@ fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let at = inner.location().map(|l| (l.line(), l.column()));
+        // serde_yaml repeats the path and the position in its message; they have their own fields.
+        let mut message = inner.to_string();
+        if let Some((line, col)) = at {
+            let suffix = format!(" at line {line} column {col}");
+            if let Some(m) = message.strip_suffix(&suffix) {
+                message = m.to_string();
+            }
+        }
+        if let Some(m) = message.strip_prefix(&format!("{path}: ")) {
+            message = m.to_string();
+        }
         ConfigError {
             file: src.file.clone(),
             at,
             path: if path == "." { String::new() } else { path },
-            message: inner.to_string(),
+            message,
         }
     })
 }

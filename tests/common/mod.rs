@@ -201,8 +201,7 @@ pub async fn answer(resp: reqwest::Response) -> serde_json::Value {
         let last = text
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .filter(|d| !d.is_empty())
-            .last()
+            .rfind(|d| !d.is_empty())
             .unwrap_or("null");
         serde_json::from_str(last).expect("SSE data is JSON")
     } else {

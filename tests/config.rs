@@ -1,0 +1,146 @@
+//! Configuration: every shipped file is valid, and a broken one is reported whole, each error
+//! with its file, line where known, and YAML path.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mcp_edge::config::{self, Source};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+#[test]
+fn every_shipped_config_and_route_is_valid() {
+    let snap = config::load(&repo("conf/mcp-edge.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let shipped_routes = std::fs::read_dir(repo("routes")).expect("routes").count();
+    assert_eq!(
+        snap.routes.len(),
+        shipped_routes,
+        "every file in routes/ is a route"
+    );
+    assert!(snap.route("catalog").is_some());
+    assert!(
+        snap.resolve_name("tix__open_ticket").is_some(),
+        "tool_prefix is honoured"
+    );
+
+    for entry in std::fs::read_dir(repo("conf")).expect("conf") {
+        let file = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&file).expect("read");
+        config::compile(
+            &Source {
+                file: file.clone(),
+                text,
+            },
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["check", "--config"])
+        .arg(repo("conf/mcp-edge.yaml"))
+        .output()
+        .expect("run check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_reports_every_error_with_file_and_path() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("conf");
+    let routes = dir.path().join("routes");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::create_dir_all(&routes).expect("mkdir");
+    std::fs::write(
+        conf.join("mcp-edge.yaml"),
+        "listen: nowhere\npublic_url: ftp://example.com\nsessions:\n  keys: [short]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        routes.join("a.yaml"),
+        "name: a\nupstream:\n  url: http://127.0.0.1:1/mcp\nacess: {}\n",
+    )
+    .expect("write");
+    std::fs::write(
+        routes.join("b.yaml"),
+        "name: Bad_Name\nupstream:\n  url: ftp://127.0.0.1/mcp\n",
+    )
+    .expect("write");
+    std::fs::write(
+        routes.join("c.yaml"),
+        "name: c\ntool_prefix: shared\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
+    )
+    .expect("write");
+    std::fs::write(
+        routes.join("d.yaml"),
+        "name: d\ntool_prefix: shared\nupstream:\n  url: http://127.0.0.1:1/mcp\n  timeout: soon\n",
+    )
+    .expect("write");
+    std::fs::write(routes.join("notes.txt"), "not a route").expect("write");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["check", "--config"])
+        .arg(conf.join("mcp-edge.yaml"))
+        .output()
+        .expect("run check");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "mcp-edge.yaml: listen: `nowhere` is not an ip:port address",
+        "mcp-edge.yaml: public_url: `ftp://example.com` is not an http(s) URL",
+        "mcp-edge.yaml: sessions.keys[0]: must be 32 random bytes",
+        "a.yaml:4:1: acess: unknown field `acess`, expected one of",
+        "b.yaml: name: `Bad_Name` must be 1-32 characters",
+        "b.yaml: upstream.url: scheme `ftp` is not supported",
+        "d.yaml:5:12: upstream.timeout: invalid value: string \"soon\", expected a duration\n",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(!err.contains("notes.txt"), "only YAML files are routes");
+}
+
+#[test]
+fn colliding_prefixes_are_a_config_error() {
+    let gateway = Source {
+        file: "g.yaml".into(),
+        text: "listen: 127.0.0.1:0\npublic_url: http://localhost\n".into(),
+    };
+    let route = |file: &str, text: &str| Source {
+        file: file.into(),
+        text: text.into(),
+    };
+    let err = config::compile(
+        &gateway,
+        &[
+            route(
+                "c.yaml",
+                "name: c\ntool_prefix: shared\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
+            ),
+            route(
+                "d.yaml",
+                "name: d\ntool_prefix: shared\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
+            ),
+            route(
+                "e.yaml",
+                "name: c\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
+            ),
+        ],
+    )
+    .expect_err("collisions");
+    let text = err.to_string();
+    assert!(
+        text.contains("d.yaml: tool_prefix: prefix `shared` is already used by c.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("e.yaml: name: `c` is already used by c.yaml"),
+        "{text}"
+    );
+}
