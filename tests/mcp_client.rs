@@ -29,6 +29,17 @@ fn text_of(result: &rmcp::model::CallToolResult) -> String {
         .collect()
 }
 
+async fn tool_names<S: rmcp::Service<RoleClient>>(
+    c: &rmcp::service::RunningService<RoleClient, S>,
+) -> Vec<String> {
+    c.list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
 async fn client(url: &str) -> rmcp::service::RunningService<RoleClient, ()> {
     ().serve(StreamableHttpClientTransport::from_uri(url.to_string()))
         .await
@@ -37,11 +48,7 @@ async fn client(url: &str) -> rmcp::service::RunningService<RoleClient, ()> {
 
 #[tokio::test]
 async fn initialize_list_and_call_route_by_prefixed_name() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (_alpha, _beta, gw) = standard_gateway().await;
     let c = client(&gw.url).await;
     let info = c.peer_info().expect("server info");
     assert_eq!(
@@ -50,13 +57,7 @@ async fn initialize_list_and_call_route_by_prefixed_name() {
     );
     assert!(info.capabilities.tools.is_some());
 
-    let names: Vec<String> = c
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&c).await;
     for expected in ["alpha__echo", "beta__echo", "alpha__progress", "beta__wait"] {
         assert!(
             names.contains(&expected.to_string()),
@@ -115,11 +116,7 @@ impl ClientHandler for ProgressRecorder {
 
 #[tokio::test]
 async fn progress_notifications_reach_the_client_with_its_own_token() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (_alpha, _beta, gw) = standard_gateway().await;
     let recorder = ProgressRecorder::default();
     let c = recorder
         .clone()
@@ -154,11 +151,7 @@ async fn progress_notifications_reach_the_client_with_its_own_token() {
 
 #[tokio::test]
 async fn large_results_and_bodies_past_64_kib_pass_through() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (_alpha, _beta, gw) = standard_gateway().await;
     let c = client(&gw.url).await;
     let big = c
         .call_tool(
@@ -181,11 +174,7 @@ async fn large_results_and_bodies_past_64_kib_pass_through() {
 
 #[tokio::test]
 async fn twenty_concurrent_sessions() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (_alpha, _beta, gw) = standard_gateway().await;
     let runs = (0..20).map(|i| {
         let url = gw.url.clone();
         tokio::spawn(async move {
@@ -214,11 +203,7 @@ async fn twenty_concurrent_sessions() {
 
 #[tokio::test]
 async fn client_cancellation_reaches_the_upstream() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (alpha, beta, gw) = standard_gateway().await;
     let c = client(&gw.url).await;
     let handle = c
         .send_cancellable_request(
@@ -240,11 +225,7 @@ async fn client_cancellation_reaches_the_upstream() {
 
 #[tokio::test]
 async fn stateless_2026_client_lists_and_calls() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (_alpha, _beta, gw) = standard_gateway().await;
     let c = ()
         .serve_with_lifecycle(
             StreamableHttpClientTransport::from_uri(gw.url.clone()),
@@ -254,13 +235,7 @@ async fn stateless_2026_client_lists_and_calls() {
         )
         .await
         .expect("server/discover through the gateway");
-    let names: Vec<String> = c
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&c).await;
     assert!(names.contains(&"beta__echo".to_string()), "{names:?}");
     let r = c
         .call_tool(
@@ -274,11 +249,7 @@ async fn stateless_2026_client_lists_and_calls() {
 
 #[tokio::test]
 async fn per_server_endpoint_is_unprefixed_and_passes_sessions_through() {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
+    let (_alpha, _beta, gw) = standard_gateway().await;
     let c = client(&format!("{}/servers/alpha/mcp", gw.base)).await;
     assert_eq!(
         c.peer_info()
@@ -289,13 +260,7 @@ async fn per_server_endpoint_is_unprefixed_and_passes_sessions_through() {
             .as_deref(),
         Some("alpha")
     );
-    let names: Vec<String> = c
-        .list_all_tools()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&c).await;
     assert!(
         names.contains(&"echo".to_string()) && !names.iter().any(|n| n.contains("__")),
         "{names:?}"

@@ -7,22 +7,13 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-async fn gateway() -> (Upstream, Upstream, Gateway) {
-    let (alpha, beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
-        extra: "",
-    });
-    (alpha, beta, gw)
-}
-
 fn code(v: &Value) -> i64 {
     v["error"]["code"].as_i64().unwrap_or(0)
 }
 
 #[tokio::test]
 async fn json_rpc_errors_carry_the_right_code_and_id() {
-    let (_a, _b, gw) = gateway().await;
+    let (_a, _b, gw) = standard_gateway().await;
     let raw = Raw::open(&gw.url).await;
 
     let (status, v) = raw.rpc("{not json").await;
@@ -81,7 +72,7 @@ async fn json_rpc_errors_carry_the_right_code_and_id() {
 
 #[tokio::test]
 async fn transport_rules_size_media_types_versions_origin() {
-    let (_a, _b, gw) = gateway().await;
+    let (_a, _b, gw) = standard_gateway().await;
     let raw = Raw::open(&gw.url).await;
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
@@ -102,64 +93,25 @@ async fn transport_rules_size_media_types_versions_origin() {
         }
         b.send()
     };
-    let status = |r: reqwest::Result<reqwest::Response>| r.expect("send").status().as_u16();
-    assert_eq!(
-        status(send("application/json", ACCEPT, "2025-11-25", None).await),
-        200
-    );
-    assert_eq!(
-        status(
-            send(
-                "application/json; charset=utf-8",
-                ACCEPT,
-                "2025-11-25",
-                None
-            )
+    let json = "application/json";
+    let v = "2025-11-25";
+    for (ct, accept, version, origin, want) in [
+        (json, ACCEPT, v, None, 200),
+        ("application/json; charset=utf-8", ACCEPT, v, None, 200),
+        ("text/plain", ACCEPT, v, None, 415),
+        (json, "application/json", v, None, 406),
+        (json, "text/event-stream", v, None, 406),
+        (json, ACCEPT, "1999-01-01", None, 400),
+        (json, ACCEPT, v, Some("http://evil.example.com"), 403),
+        // The public URL's own origin is allowed.
+        (json, ACCEPT, v, Some("http://127.0.0.1"), 200),
+    ] {
+        let got = send(ct, accept, version, origin)
             .await
-        ),
-        200
-    );
-    assert_eq!(
-        status(send("text/plain", ACCEPT, "2025-11-25", None).await),
-        415
-    );
-    assert_eq!(
-        status(send("application/json", "application/json", "2025-11-25", None).await),
-        406
-    );
-    assert_eq!(
-        status(send("application/json", "text/event-stream", "2025-11-25", None).await),
-        406
-    );
-    assert_eq!(
-        status(send("application/json", ACCEPT, "1999-01-01", None).await),
-        400
-    );
-    assert_eq!(
-        status(
-            send(
-                "application/json",
-                ACCEPT,
-                "2025-11-25",
-                Some("http://evil.example.com")
-            )
-            .await
-        ),
-        403
-    );
-    assert_eq!(
-        status(
-            send(
-                "application/json",
-                ACCEPT,
-                "2025-11-25",
-                Some("http://127.0.0.1")
-            )
-            .await
-        ),
-        200,
-        "the public URL's own origin is allowed"
-    );
+            .expect("send")
+            .status();
+        assert_eq!(got, want, "{ct} / {accept} / {version} / {origin:?}");
+    }
 
     // Body cap: exactly the cap is served, one byte more is 413.
     let call = |pad: usize| {
@@ -196,7 +148,7 @@ async fn transport_rules_size_media_types_versions_origin() {
 
 #[tokio::test]
 async fn sessions_are_sealed_checked_and_ended() {
-    let (_a, _b, gw) = gateway().await;
+    let (_a, _b, gw) = standard_gateway().await;
     let mut raw = Raw::open(&gw.url).await;
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let token = raw.session.clone().expect("session");
@@ -268,7 +220,7 @@ async fn upstream_forgetting_its_session_is_reinitialized_once() {
 
 #[tokio::test]
 async fn stateless_headers_must_match_the_body() {
-    let (_a, _b, gw) = gateway().await;
+    let (_a, _b, gw) = standard_gateway().await;
     let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
         "name":"alpha__echo","arguments":{"text":"s"},
         "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}})

@@ -109,6 +109,16 @@ pub async fn two_upstreams() -> (Upstream, Upstream) {
     )
 }
 
+/// Two clashing sample upstreams (`alpha`, `beta`) behind a fresh gateway.
+pub async fn standard_gateway() -> (Upstream, Upstream, Gateway) {
+    let (alpha, beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: routes_for(&[("alpha", &alpha), ("beta", &beta)]),
+        extra: "",
+    });
+    (alpha, beta, gw)
+}
+
 pub fn routes_for<'a>(ups: &[(&'a str, &Upstream)]) -> Vec<(&'a str, String, &'a str)> {
     ups.iter().map(|(n, u)| (*n, u.url.clone(), "")).collect()
 }
