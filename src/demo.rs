@@ -4,8 +4,11 @@
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, RequestMetaObject,
-    ServerCapabilities, ServerConfig,
+    CallToolResult, ContentBlock, ElicitRequestParams, ElicitResult, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+    ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::schemars::JsonSchema;
 use rmcp::service::RequestContext;
@@ -14,6 +17,7 @@ use rmcp::transport::streamable_http_server::{
 };
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde::Deserialize;
+use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -123,6 +127,27 @@ impl SampleServer {
         "x".repeat(args.bytes.min(64 * 1024 * 1024))
     }
 
+    /// Asks the user (elicitation) to confirm, and says what they answered.
+    #[tool(annotations(read_only_hint = true))]
+    async fn confirm(&self, client: Peer<RoleServer>) -> Result<String, ErrorData> {
+        let ask: ElicitRequestParams = from_json(json!({
+            "mode": "form",
+            "message": format!("{} asks: proceed?", self.name),
+            "requestedSchema": {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]},
+        }))?;
+        let reply: ElicitResult = client
+            .create_elicitation(ask)
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
+        let answer = reply
+            .content
+            .as_ref()
+            .and_then(|c| c.get("answer"))
+            .and_then(|a| a.as_str())
+            .unwrap_or("nothing");
+        Ok(format!("{} heard: {answer}", self.name))
+    }
+
     /// Always fails as a tool (isError), to show errors pass through.
     #[tool(annotations(read_only_hint = true))]
     async fn fail(&self) -> Result<CallToolResult, ErrorData> {
@@ -133,11 +158,99 @@ impl SampleServer {
     }
 }
 
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ErrorData> {
+    serde_json::from_value(value).map_err(|e| ErrorData::internal_error(e.to_string(), None))
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SampleServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(self.name, env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        from_json(json!({"resources": [{
+            "uri": format!("demo://{}/readme", self.name),
+            "name": "readme",
+            "mimeType": "text/plain",
+        }]}))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        from_json(json!({"resourceTemplates": [{
+            "uriTemplate": format!("demo://{}/items/{{id}}", self.name),
+            "name": "item",
+        }]}))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let own = format!("demo://{}/", self.name);
+        if !request.uri.starts_with(&own) {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {}", request.uri),
+                None,
+            ));
+        }
+        let text = format!("{} resource {}", self.name, &request.uri[own.len()..]);
+        from_json::<rmcp::model::ReadResourceResult>(json!({"contents": [{
+            "uri": request.uri, "mimeType": "text/plain", "text": text,
+        }]}))
+        .map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        from_json(json!({"prompts": [{
+            "name": "greet",
+            "description": "A greeting",
+            "arguments": [{"name": "who", "required": true}],
+        }]}))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != "greet" {
+            return Err(ErrorData::invalid_params(
+                format!("no prompt {}", request.name),
+                None,
+            ));
+        }
+        let who = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("who"))
+            .and_then(|w| w.as_str())
+            .unwrap_or("you")
+            .to_string();
+        from_json::<rmcp::model::GetPromptResult>(json!({"messages": [{
+            "role": "user",
+            "content": {"type": "text", "text": format!("{} greets {who}", self.name)},
+        }]}))
+        .map(Into::into)
     }
 }
 

@@ -6,8 +6,11 @@ mod common;
 
 use common::*;
 use rmcp::model::{
-    CallToolRequestParams, ClientRequest, ProgressNotificationParam, ProtocolVersion, Request,
+    CallToolRequestParams, ClientRequest, ElicitRequestParams, ElicitResult, ElicitationAction,
+    GetPromptRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequestParams,
+    Request,
 };
+use rmcp::service::RequestContext;
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, NotificationContext, PeerRequestOptions,
 };
@@ -272,4 +275,109 @@ async fn per_server_endpoint_is_unprefixed_and_passes_sessions_through() {
         .await
         .expect("call");
     assert_eq!(text_of(&r), "alpha: direct");
+}
+
+#[tokio::test]
+async fn resources_templates_and_prompts_are_merged_and_routed() {
+    let (_alpha, _beta, gw) = standard_gateway().await;
+    let c = client(&gw.url).await;
+    let resources: Vec<String> = c
+        .list_all_resources()
+        .await
+        .expect("resources/list")
+        .into_iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(
+        resources,
+        vec!["alpha+demo://alpha/readme", "beta+demo://beta/readme"]
+    );
+    let read = c
+        .read_resource(ReadResourceRequestParams::new("beta+demo://beta/readme"))
+        .await
+        .expect("resources/read");
+    let json = serde_json::to_value(&read).expect("json");
+    assert_eq!(json["contents"][0]["text"], json!("beta resource readme"));
+    assert_eq!(json["contents"][0]["uri"], json!("demo://beta/readme"));
+
+    let templates: Vec<String> = c
+        .list_all_resource_templates()
+        .await
+        .expect("templates")
+        .into_iter()
+        .map(|t| t.uri_template.clone())
+        .collect();
+    assert!(
+        templates.contains(&"alpha+demo://alpha/items/{id}".to_string()),
+        "{templates:?}"
+    );
+    let item = c
+        .read_resource(ReadResourceRequestParams::new(
+            "alpha+demo://alpha/items/42",
+        ))
+        .await
+        .expect("templated read");
+    assert_eq!(
+        serde_json::to_value(&item).expect("json")["contents"][0]["text"],
+        json!("alpha resource items/42")
+    );
+    let missing = c
+        .read_resource(ReadResourceRequestParams::new("nobody+demo://x"))
+        .await
+        .expect_err("unknown route");
+    assert!(format!("{missing:?}").contains("-32002"), "{missing:?}");
+
+    let prompts: Vec<String> = c
+        .list_all_prompts()
+        .await
+        .expect("prompts/list")
+        .into_iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(prompts, vec!["alpha__greet", "beta__greet"]);
+    let greeting = c
+        .get_prompt(
+            GetPromptRequestParams::new("beta__greet").with_arguments(args(json!({"who": "ann"}))),
+        )
+        .await
+        .expect("prompts/get");
+    assert_eq!(
+        serde_json::to_value(&greeting).expect("json")["messages"][0]["content"]["text"],
+        json!("beta greets ann")
+    );
+}
+
+#[derive(Clone, Default)]
+struct Answers;
+
+impl ClientHandler for Answers {
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _cx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, rmcp::ErrorData> {
+        let asked = serde_json::to_value(&request).expect("json");
+        assert_eq!(asked["message"], json!("beta asks: proceed?"));
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"answer": "yes"})))
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut info = rmcp::model::ClientConfig::default();
+        info.capabilities = serde_json::from_value(json!({"elicitation": {}})).expect("caps");
+        info
+    }
+}
+
+#[tokio::test]
+async fn upstream_elicitation_is_relayed_to_the_client_and_back() {
+    let (_alpha, _beta, gw) = standard_gateway().await;
+    let c = Answers
+        .serve(StreamableHttpClientTransport::from_uri(gw.url.clone()))
+        .await
+        .expect("initialize");
+    let r = c
+        .call_tool(CallToolRequestParams::new("beta__confirm"))
+        .await
+        .expect("tools/call with elicitation");
+    assert_eq!(text_of(&r), "beta heard: yes");
 }
