@@ -10,9 +10,9 @@ pub mod respond;
 
 use crate::config::{Route, Snapshot};
 use crate::error::GatewayError;
+use crate::mcp;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::session::{Sealer, SessionState, UpstreamSession};
-use crate::mcp::{self as mcp};
 use crate::upstream::Outgoing;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
