@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod raw;
+pub mod reload;
 pub mod snapshot;
 
 pub use compile::{ConfigError, ConfigErrors, Source, compile, load};

@@ -1,8 +1,12 @@
 //! One error type for everything the gateway refuses or fails at, and the one function that
 //! renders it: an HTTP status plus a JSON-RPC error body that keeps the request's id.
 
+use crate::limits::Refusal;
 use crate::mcp::jsonrpc;
 use serde_json::value::RawValue;
+
+/// JSON-RPC code of limit refusals (implementation-defined server error range).
+pub const LIMITED: i64 = -32029;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -13,6 +17,17 @@ pub enum GatewayError {
         status: u16,
         code: i64,
         message: String,
+    },
+    /// A limit refused the call: HTTP 429 (or 503 for an upstream's concurrency cap) with
+    /// `Retry-After` and the rate-limit headers, and the delay in the JSON-RPC error's data.
+    #[error("{message}")]
+    Limited {
+        status: u16,
+        id: Box<RawValue>,
+        message: String,
+        retry_after_secs: u64,
+        /// `RateLimit-Policy` and `RateLimit` values, when a bucket refused.
+        policy: Option<(String, String)>,
     },
     /// A JSON-RPC error answering a request we could read.
     #[error("{message}")]
@@ -43,9 +58,59 @@ impl GatewayError {
         }
     }
 
+    /// A refusal by a rate-limit bucket.
+    pub fn rate_limited(id: &RawValue, refusal: &Refusal) -> Self {
+        let secs = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let name = refusal.scope.as_str();
+        Self::Limited {
+            status: 429,
+            id: id.to_owned(),
+            message: format!("Rate limit exceeded ({name} limit); retry in {secs}s"),
+            retry_after_secs: secs,
+            policy: Some((
+                refusal.rate.policy(name),
+                format!("\"{name}\";r=0;t={secs}"),
+            )),
+        }
+    }
+
+    /// A refusal because an upstream already has `max` calls in flight.
+    pub fn upstream_busy(id: &RawValue, route: &str, max: u32) -> Self {
+        Self::Limited {
+            status: 503,
+            id: id.to_owned(),
+            message: format!(
+                "upstream `{route}` is at its concurrency limit ({max} calls in flight); retry shortly"
+            ),
+            retry_after_secs: 1,
+            policy: None,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
-            Self::Http { status, .. } | Self::Rpc { status, .. } => *status,
+            Self::Http { status, .. } | Self::Rpc { status, .. } | Self::Limited { status, .. } => {
+                *status
+            }
+        }
+    }
+
+    /// Headers that go with the answer.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Limited {
+                retry_after_secs,
+                policy,
+                ..
+            } => {
+                let mut h = vec![("retry-after", retry_after_secs.to_string())];
+                if let Some((p, r)) = policy {
+                    h.push(("ratelimit-policy", p.clone()));
+                    h.push(("ratelimit", r.clone()));
+                }
+                h
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -56,6 +121,21 @@ impl GatewayError {
             Self::Rpc {
                 id, code, message, ..
             } => jsonrpc::failure(id.as_deref(), *code, message),
+            Self::Limited {
+                id,
+                message,
+                retry_after_secs,
+                ..
+            } => serde_json::to_vec(&serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {
+                    "code": LIMITED,
+                    "message": message,
+                    "data": {"retryAfterSeconds": retry_after_secs},
+                },
+            }))
+            .unwrap_or_default(),
         }
     }
 }

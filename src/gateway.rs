@@ -9,10 +9,12 @@ mod passthrough;
 pub mod respond;
 
 use crate::config::{Route, Snapshot};
+use crate::ctx::{Outcome, Record, method_label};
 use crate::error::GatewayError;
 use crate::mcp;
 use crate::mcp::jsonrpc::{self, Kind, Message};
-use crate::mcp::session::{Sealer, SessionState, UpstreamSession};
+use crate::mcp::session::{Sealer, SessionState, UpstreamSession, now_secs};
+use crate::metrics::Metrics;
 use crate::upstream::Outgoing;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
@@ -33,6 +35,11 @@ pub struct Gateway {
     connector: Connector,
     next_id: AtomicU64,
     local: Mutex<Local>,
+    pub metrics: Metrics,
+    /// The configuration generation; open client streams watch it for list changes.
+    generation: tokio::sync::watch::Sender<u64>,
+    /// Calls in flight per upstream, for `upstream.max_concurrency`.
+    inflight: pingora_limits::inflight::Inflight,
 }
 
 /// The little an instance remembers on its own; losing it costs a re-initialize, never a session.
@@ -91,6 +98,14 @@ pub struct Request<'s> {
     pub era: Era,
     /// Protocol version in force for this request.
     pub version: String,
+    /// Who is calling, as a bucket key. Without authentication (`auth.mode: none`) each session
+    /// is its own caller, and a stateless client is its address.
+    pub caller: u64,
+}
+
+fn caller_key(value: impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
 
 impl Gateway {
@@ -99,18 +114,67 @@ impl Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(
             snapshot.server.upstream_keepalive_pool_size,
         );
+        let metrics = Metrics::new();
+        metrics.config_generation.set(1);
+        metrics.config_last_success.set(now_secs() as f64);
         Self {
             config: ArcSwap::from_pointee(snapshot),
             sealer,
             connector: Connector::new(Some(opts)),
             next_id: AtomicU64::new(1),
             local: Mutex::new(Local::default()),
+            metrics,
+            generation: tokio::sync::watch::Sender::new(1),
+            inflight: pingora_limits::inflight::Inflight::new(),
         }
     }
 
     /// The configuration in force; a request takes it once.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.config.load_full()
+    }
+
+    /// Swaps in a new configuration (bucket state carried over where rates are unchanged).
+    /// Requests in flight finish on the snapshot they started with. Returns the new generation.
+    pub fn install(&self, mut snapshot: Snapshot) -> u64 {
+        snapshot.adopt_limits(&self.config.load());
+        self.config.store(Arc::new(snapshot));
+        let mut generation = 0;
+        self.generation.send_modify(|g| {
+            *g += 1;
+            generation = *g;
+        });
+        self.metrics.config_generation.set(generation as i64);
+        self.metrics.config_last_success.set(now_secs() as f64);
+        generation
+    }
+
+    /// Notified at every new configuration.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Ready: a configuration is loaded and at least one upstream accepted its health probe.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        let snap = self.snapshot();
+        if snap.routes.is_empty() {
+            return Err("no routes configured");
+        }
+        let up = snap.routes.iter().any(|r| {
+            self.metrics
+                .upstream_up
+                .get_metric_with_label_values(&[&r.name])
+                .is_ok_and(|g| g.get() == 1)
+        });
+        if up {
+            Ok(())
+        } else {
+            Err("no upstream reachable")
+        }
     }
 
     /// An id for a request the gateway itself sends upstream (never a client's id).
@@ -126,33 +190,51 @@ impl Gateway {
     }
 
     /// Serves one HTTP request on the MCP listener. Errors returned are client-connection errors.
-    pub async fn serve(&self, s: &mut Session, snap: &Snapshot) -> pingora::Result<()> {
+    pub async fn serve(
+        &self,
+        s: &mut Session,
+        snap: &Snapshot,
+        rec: &mut Record,
+    ) -> pingora::Result<()> {
         let path = s.req_header().uri.path();
-        if path == snap.mcp_path {
-            match self.serve_merged(s, snap).await {
-                Ok(()) => Ok(()),
-                Err(e) => respond::error(s, &e).await,
-            }
+        let served = if path == snap.mcp_path {
+            self.serve_merged(s, snap, rec).await
         } else if let Some(route) = passthrough::route_of(path, snap) {
-            match self.serve_passthrough(s, snap, route).await {
-                Ok(()) => Ok(()),
-                Err(e) => respond::error(s, &e).await,
-            }
+            rec.route = Some(route.index);
+            self.serve_passthrough(s, snap, route).await
         } else {
-            let e = GatewayError::http(
+            Err(GatewayError::http(
                 404,
                 format!("no MCP endpoint at this path; use {}", snap.mcp_url),
-            );
-            respond::error(s, &e).await
+            ))
+        };
+        match served {
+            Ok(()) => {
+                rec.outcome.get_or_insert(Outcome::Ok);
+                Ok(())
+            }
+            Err(e) => {
+                rec.outcome.get_or_insert(Outcome::Refused);
+                respond::error(s, &e).await
+            }
         }
     }
 
-    async fn serve_merged(&self, s: &mut Session, snap: &Snapshot) -> Result<(), GatewayError> {
+    async fn serve_merged(
+        &self,
+        s: &mut Session,
+        snap: &Snapshot,
+        rec: &mut Record,
+    ) -> Result<(), GatewayError> {
         edge::check_origin(s, snap)?;
         match s.req_header().method.as_str() {
             "POST" => {}
-            "DELETE" => return self.delete(s, snap).await,
+            "DELETE" => {
+                rec.method = "DELETE";
+                return self.delete(s, snap).await;
+            }
             "GET" => {
+                rec.method = "GET";
                 // The merged endpoint offers no standalone stream (yet): 405, as the spec allows.
                 respond::empty(s, 405, &[("allow", "POST, DELETE")])
                     .await
@@ -166,9 +248,10 @@ impl Gateway {
         let body = edge::read_body(s, snap.max_body_bytes).await?;
         let (msg, kind) = Message::parse(&body)?;
         let method = msg.method();
+        rec.method = method_label(&method);
         let req = self.classify(s, snap, header_version, &msg, kind, &method)?;
         match kind {
-            Kind::Request => self.request(s, req, &msg, &method).await,
+            Kind::Request => self.request(s, req, &msg, &method, rec).await,
             Kind::Notification => {
                 self.notification(&req, &msg, &method).await;
                 respond::empty(s, 202, &[]).await.ok();
@@ -194,10 +277,12 @@ impl Gateway {
     ) -> Result<Request<'s>, GatewayError> {
         if header_version.as_deref() == Some(mcp::STATELESS_VERSION) {
             edge::check_stateless_headers(s, msg, method)?;
+            let addr = s.client_addr().map(|a| a.as_inet().map(|i| i.ip()));
             return Ok(Request {
                 snap,
                 era: Era::Stateless,
                 version: mcp::STATELESS_VERSION.into(),
+                caller: caller_key(("addr", addr.flatten())),
             });
         }
         if kind == Kind::Request && method == "initialize" {
@@ -205,6 +290,7 @@ impl Gateway {
                 snap,
                 era: Era::Opening,
                 version: String::new(),
+                caller: 0,
             });
         }
         let Some(token) = edge::header(s, "mcp-session-id") else {
@@ -224,6 +310,7 @@ impl Gateway {
         Ok(Request {
             snap,
             version,
+            caller: caller_key(("session", state.id)),
             era: Era::Session {
                 state,
                 token: token.to_string(),
@@ -237,6 +324,7 @@ impl Gateway {
         req: Request<'_>,
         msg: &Message<'_>,
         method: &str,
+        rec: &mut Record,
     ) -> Result<(), GatewayError> {
         let id = msg.id.unwrap_or(RawValue::NULL);
         let result = match method {
@@ -256,7 +344,7 @@ impl Gateway {
             | "resources/subscribe"
             | "resources/unsubscribe"
             | "completion/complete" => {
-                return self.call(s, &req, msg, method, id).await;
+                return self.call(s, &req, msg, method, id, rec).await;
             }
             _ => Err(GatewayError::rpc(
                 id,

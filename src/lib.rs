@@ -1,11 +1,16 @@
 //! mcp-edge: an MCP gateway on Pingora. One endpoint in front of many MCP servers: tool calls
 //! routed by name, lists merged, sessions sealed so instances share nothing.
 
+pub mod admin;
 pub mod config;
+pub mod ctx;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod housekeeping;
+pub mod limits;
 pub mod mcp;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod upstream;

@@ -48,7 +48,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let snapshot = config::load(&config)
                 .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-            mcp_edge::server::run(snapshot)?;
+            mcp_edge::server::run(snapshot, Some(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match config::load(&config) {
@@ -106,7 +106,7 @@ fn demo(listen: &str) -> anyhow::Result<ExitCode> {
         "  npx @modelcontextprotocol/inspector --cli http://{addr}/mcp --transport http --method tools/list"
     );
     println!("Authentication is off in the demo (auth.mode: none). Ctrl-C stops it.");
-    mcp_edge::server::run(snapshot)?;
+    mcp_edge::server::run(snapshot, None)?;
     drop((alpha, beta));
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 //! re-identified, so upstream traffic goes through Pingora's pooled connector from there rather
 //! than through the proxy phase, whose body replay stops at 64 KiB.
 
-use crate::config::Snapshot;
+use crate::ctx::{Ctx, Outcome, Record};
 use crate::gateway::Gateway;
 use async_trait::async_trait;
 use pingora::prelude::*;
@@ -14,11 +14,6 @@ pub struct McpProxy {
     pub gateway: Arc<Gateway>,
 }
 
-/// Per-request state: the configuration the request started with.
-pub struct Ctx {
-    pub snapshot: Arc<Snapshot>,
-}
-
 #[async_trait]
 impl ProxyHttp for McpProxy {
     type CTX = Ctx;
@@ -27,12 +22,15 @@ impl ProxyHttp for McpProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             snapshot: self.gateway.snapshot(),
+            record: Record::default(),
         }
     }
 
     /// Answers the request completely (`Ok(true)` tells Pingora it is done).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        self.gateway.serve(session, &ctx.snapshot).await?;
+        self.gateway
+            .serve(session, &ctx.snapshot, &mut ctx.record)
+            .await?;
         Ok(true)
     }
 
@@ -42,5 +40,38 @@ impl ProxyHttp for McpProxy {
             ErrorType::InternalError,
             "mcp-edge answers every request in request_filter",
         )
+    }
+
+    /// Runs last for every request: the one place metrics are recorded.
+    async fn logging(&self, _session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
+        let rec = &ctx.record;
+        let outcome = match (rec.outcome, error) {
+            (Some(o), _) => o,
+            // The client connection failed before an answer was recorded.
+            (None, Some(_)) => Outcome::Cancelled,
+            (None, None) => Outcome::Ok,
+        };
+        let route = rec
+            .route
+            .and_then(|i| ctx.snapshot.routes.get(i))
+            .map_or("-", |r| r.name.as_str());
+        let m = &self.gateway.metrics;
+        m.requests
+            .with_label_values(&[route, rec.method, outcome.as_str()])
+            .inc();
+        m.request_seconds
+            .with_label_values(&[route, rec.method])
+            .observe(rec.started.elapsed().as_secs_f64());
+        if let Some(t) = rec.upstream_time {
+            m.upstream_seconds
+                .with_label_values(&[route])
+                .observe(t.as_secs_f64());
+        }
+        if rec.method == "tools/call" && route != "-" {
+            let tool = rec.tool.as_deref().unwrap_or("other");
+            m.tool_calls
+                .with_label_values(&[route, tool, outcome.as_str()])
+                .inc();
+        }
     }
 }

@@ -1,13 +1,21 @@
-//! Assembles and runs the Pingora server: the MCP listener with sane server options, and a
-//! readiness line on stdout once it accepts connections.
+//! Assembles and runs the Pingora server: the MCP listener, the admin listener, the configuration
+//! reloader and housekeeping, with sane server options, and a readiness line on stdout once both
+//! listeners accept connections.
 
+use crate::admin::Admin;
 use crate::config::Snapshot;
+use crate::config::reload::Reloader;
 use crate::gateway::Gateway;
+use crate::housekeeping::Housekeeping;
 use crate::proxy::McpProxy;
+use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +30,11 @@ pub fn resolve_listen(listen: &str) -> std::io::Result<SocketAddr> {
     TcpListener::bind(addr)?.local_addr()
 }
 
-/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). Blocks.
-pub fn run(snapshot: Snapshot) -> anyhow::Result<()> {
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). Blocks. With `config_path`, the
+/// configuration is watched and reloaded live (and on SIGHUP).
+pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let addr = resolve_listen(&snapshot.listen)?;
+    let admin_addr = resolve_listen(&snapshot.admin_listen)?;
     let opts = snapshot.server;
     let conf = ServerConf {
         threads: opts.threads,
@@ -38,28 +48,59 @@ pub fn run(snapshot: Snapshot) -> anyhow::Result<()> {
     let mcp_path = snapshot.mcp_path.clone();
     let routes = snapshot.routes.len();
     let gateway = Arc::new(Gateway::new(snapshot));
-    let mut service = pingora::proxy::http_proxy_service_with_name(
+
+    let mut mcp = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        McpProxy { gateway },
+        McpProxy {
+            gateway: gateway.clone(),
+        },
         "mcp-edge",
     );
-    service.add_tcp(&addr.to_string());
-    server.add_service(service);
-    // Announce readiness only once the listener accepts: tests and scripts wait for this line.
+    mcp.add_tcp(&addr.to_string());
+    server.add_service(mcp);
+
+    let mut admin = Service::new(
+        "mcp-edge admin".into(),
+        HttpServer::new_app(Admin {
+            gateway: gateway.clone(),
+        }),
+    );
+    admin.add_tcp(&admin_addr.to_string());
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "housekeeping",
+        Housekeeping {
+            gateway: gateway.clone(),
+        },
+    ));
+    if let Some(config_path) = config_path {
+        server.add_service(background_service(
+            "config reload",
+            Reloader {
+                gateway,
+                config_path,
+            },
+        ));
+    }
+
+    // Announce readiness only once both listeners accept: tests and scripts wait for this line.
     std::thread::spawn(move || {
+        let accepting =
+            |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(100)).is_ok();
         for _ in 0..600 {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            if accepting(&addr) && accepting(&admin_addr) {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(
                     out,
-                    "mcp-edge listening on http://{addr}{mcp_path} ({routes} routes)"
+                    "mcp-edge listening on http://{addr}{mcp_path} ({routes} routes); admin on http://{admin_addr}"
                 );
                 let _ = out.flush();
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        log::error!("the MCP listener on {addr} did not come up");
+        log::error!("the listeners on {addr} and {admin_addr} did not come up");
     });
     server.run(RunArgs::default());
     Ok(())

@@ -3,12 +3,14 @@
 
 use super::raw::{RawAuthMode, RawGateway, RawRoute};
 use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts, Upstream};
+use crate::limits::{Limiter, Rate};
 use base64::Engine;
 use pingora::upstreams::peer::HttpPeer;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::ToSocketAddrs;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -76,6 +78,7 @@ pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
     let raw: RawGateway = parse(&gateway).map_err(|e| ConfigErrors(vec![e]))?;
     let base = config_path.parent().unwrap_or(Path::new("."));
     let dir = base.join(&raw.routes_dir);
+    let dir = dir.canonicalize().unwrap_or(dir);
     let entries = std::fs::read_dir(&dir).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: config_path.to_path_buf(),
@@ -94,13 +97,13 @@ pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         let text = read(&file)?;
         routes.push(Source { file, text });
     }
-    compile_parsed(&gateway.file, raw, &routes)
+    compile_parsed(&gateway.file, raw, &routes, Some(dir))
 }
 
 /// Compiles configuration held in memory.
 pub fn compile(gateway: &Source, routes: &[Source]) -> Result<Snapshot, ConfigErrors> {
     let raw: RawGateway = parse(gateway).map_err(|e| ConfigErrors(vec![e]))?;
-    compile_parsed(&gateway.file, raw, routes)
+    compile_parsed(&gateway.file, raw, routes, None)
 }
 
 fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
@@ -149,6 +152,7 @@ fn compile_parsed(
     gateway_file: &Path,
     raw: RawGateway,
     route_sources: &[Source],
+    routes_dir: Option<PathBuf>,
 ) -> Result<Snapshot, ConfigErrors> {
     let mut errs = Errors {
         file: gateway_file,
@@ -210,6 +214,23 @@ fn compile_parsed(
             ),
         }
     }
+    if raw.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+        errs.push(
+            "admin.listen",
+            format!("`{}` is not an ip:port address", raw.admin.listen),
+        );
+    }
+    let caller_limit = rate(
+        raw.limits.per_user_rpm,
+        raw.limits.burst,
+        "limits",
+        &mut errs,
+    );
+    if let Some(store) = &raw.limits.store
+        && !store.starts_with("redis://")
+    {
+        errs.push("limits.store", format!("`{store}` is not a redis:// URL"));
+    }
     if raw.server.threads == 0 {
         errs.push("server.threads", "must be at least 1");
     }
@@ -256,30 +277,56 @@ fn compile_parsed(
         return Err(ConfigErrors(list));
     }
     routes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Snapshot::new(
-        raw.listen,
+    let snapshot = Snapshot {
+        listen: raw.listen,
+        admin_listen: raw.admin.listen,
         public_origin,
         mcp_url,
         mcp_path,
-        raw.max_body_bytes,
-        raw.allowed_origins
+        routes_dir,
+        max_body_bytes: raw.max_body_bytes,
+        allowed_origins: raw
+            .allowed_origins
             .iter()
             .map(|o| o.trim_end_matches('/').to_string())
             .collect(),
-        Timeouts {
+        timeouts: Timeouts {
             initialize: raw.timeouts.initialize,
             list: raw.timeouts.list,
         },
         session_keys,
-        raw.sessions.ttl.unwrap_or(Duration::from_secs(24 * 3600)),
-        ServerOptions {
+        session_ttl: raw.sessions.ttl.unwrap_or(Duration::from_secs(24 * 3600)),
+        server: ServerOptions {
             threads: raw.server.threads,
             grace_period_seconds: raw.server.grace_period_seconds,
             graceful_shutdown_timeout_seconds: raw.server.graceful_shutdown_timeout_seconds,
             upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
         },
+        caller_limit,
+        limit_store: raw.limits.store,
         routes,
-    ))
+        by_prefix: HashMap::new(),
+        by_name: HashMap::new(),
+    };
+    Ok(snapshot.indexed())
+}
+
+/// A bucket from `per_user_rpm`/`burst` (burst defaults to the rate); both must be positive.
+fn rate(
+    per_minute: Option<u32>,
+    burst: Option<u32>,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Limiter> {
+    let per_minute = per_minute?;
+    let burst = burst.unwrap_or(per_minute);
+    match (NonZeroU32::new(per_minute), NonZeroU32::new(burst)) {
+        (Some(per_minute), Some(burst)) => Some(Limiter::new(Rate { per_minute, burst })),
+        _ => {
+            errs.push(path, "per_user_rpm and burst must be at least 1");
+            None
+        }
+    }
 }
 
 fn valid_ident(s: &str) -> bool {
@@ -310,11 +357,26 @@ fn compile_route(raw: RawRoute, default_timeout: Duration, errs: &mut Errors) ->
             None
         }
     };
+    if raw.upstream.max_concurrency == Some(0) {
+        errs.push("upstream.max_concurrency", "must be at least 1");
+    }
+    let limit = rate(raw.limits.per_user_rpm, raw.limits.burst, "limits", errs);
+    let mut tool_limits = HashMap::new();
+    for (tool, r) in &raw.limits.per_tool {
+        let path = format!("limits.per_tool.{tool}");
+        if let Some(l) = rate(Some(r.per_user_rpm), r.burst, &path, errs) {
+            tool_limits.insert(tool.clone(), l);
+        }
+    }
     Some(Route {
+        index: 0,
         name: raw.name,
         prefix,
         upstream: upstream?,
         timeout,
+        limit,
+        tool_limits,
+        max_concurrency: raw.upstream.max_concurrency,
     })
 }
 
@@ -359,5 +421,6 @@ fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
         authority,
         path,
         addr,
+        url: raw_url.to_string(),
     })
 }

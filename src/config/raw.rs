@@ -28,6 +28,11 @@ pub struct RawGateway {
     pub sessions: RawSessions,
     #[serde(default)]
     pub auth: RawAuth,
+    /// Gateway-wide limits: the per-caller bucket and where buckets live.
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub admin: RawAdmin,
     #[serde(default)]
     pub server: RawServer,
 }
@@ -76,6 +81,49 @@ pub struct RawSessions {
     /// How long a session id stays valid after `initialize`.
     #[serde(default, with = "humantime_serde::option")]
     pub ttl: Option<Duration>,
+}
+
+/// A token bucket: `per_user_rpm` tokens a minute, at most `burst` at once (default: the rate).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub per_user_rpm: u32,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Calls a minute per caller across all routes (absent: no caller-wide limit).
+    #[serde(default)]
+    pub per_user_rpm: Option<u32>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// `redis://host:port/db` to share buckets between instances; absent: local buckets.
+    #[serde(default)]
+    pub store: Option<String>,
+}
+
+/// The admin listener: /metrics, /healthz, /readyz.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Loopback by default; port 0 picks a free port.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9901".into()
 }
 
 /// Caller authentication.
@@ -133,6 +181,22 @@ pub struct RawRoute {
     /// Prefix of exposed names (`prefix__tool`); default = `name`.
     #[serde(default)]
     pub tool_prefix: Option<String>,
+    /// Per-caller limits on this route and on single tools of it.
+    #[serde(default)]
+    pub limits: RawRouteLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteLimits {
+    /// Calls a minute per caller on this route.
+    #[serde(default)]
+    pub per_user_rpm: Option<u32>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Per-caller limits of single tools, by the upstream's tool name.
+    #[serde(default)]
+    pub per_tool: std::collections::BTreeMap<String, RawRate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,4 +207,7 @@ pub struct RawUpstream {
     /// Deadline of a proxied call on this route (default: `timeouts.call`).
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// Calls in flight to this upstream at most (from this instance); excess calls are refused.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }

@@ -1,9 +1,11 @@
 //! The immutable runtime view of the configuration. Built only by `compile.rs`, shared through an
 //! `ArcSwap`, taken once per request so one request sees one config from start to end.
 
+use crate::limits::Limiter;
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The separator between a route's prefix and an upstream name (`catalog__search`).
@@ -14,23 +16,31 @@ pub const URI_SEPARATOR: char = '+';
 
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The MCP listener address (port 0 already resolved by the caller of `compile`).
+    /// The MCP listener address (port 0 resolved by the server at start).
     pub listen: String,
+    /// The admin listener address (/metrics, /healthz, /readyz).
+    pub admin_listen: String,
     /// `scheme://host[:port]` of the public URL, the origin browsers send.
     pub public_origin: String,
     /// `{public_url}/mcp`.
     pub mcp_url: String,
     /// Path of the merged endpoint, normally `/mcp`.
     pub mcp_path: String,
+    /// The route files' directory, when loaded from disk (watched for changes).
+    pub routes_dir: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
     pub session_keys: Vec<[u8; 32]>,
     pub session_ttl: Duration,
     pub server: ServerOptions,
+    /// The caller-wide bucket, if configured.
+    pub caller_limit: Option<Limiter>,
+    /// `redis://…` for buckets shared between instances.
+    pub limit_store: Option<String>,
     pub routes: Vec<Route>,
-    by_prefix: HashMap<String, usize>,
-    by_name: HashMap<String, usize>,
+    pub(super) by_prefix: HashMap<String, usize>,
+    pub(super) by_name: HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +49,7 @@ pub struct Timeouts {
     pub list: Duration,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerOptions {
     pub threads: usize,
     pub grace_period_seconds: u64,
@@ -50,11 +60,26 @@ pub struct ServerOptions {
 /// One upstream MCP server and how the gateway exposes it.
 #[derive(Debug)]
 pub struct Route {
+    /// Position in `Snapshot::routes` (a cheap handle for per-request records).
+    pub index: usize,
     pub name: String,
     pub prefix: String,
     pub upstream: Upstream,
     /// Deadline of a proxied call.
     pub timeout: Duration,
+    /// Per-caller bucket on this route.
+    pub limit: Option<Limiter>,
+    /// Per-caller buckets of single tools, by upstream tool name.
+    pub tool_limits: HashMap<String, Limiter>,
+    /// Calls in flight to the upstream at most.
+    pub max_concurrency: Option<u32>,
+}
+
+impl Route {
+    /// Whether the configuration names this upstream tool (so it may label metrics).
+    pub fn names_tool(&self, tool: &str) -> bool {
+        self.tool_limits.contains_key(tool)
+    }
 }
 
 /// Where an upstream lives, resolved at load time so the hot path does no DNS.
@@ -66,48 +91,57 @@ pub struct Upstream {
     /// Path and query of the MCP endpoint.
     pub path: String,
     pub addr: SocketAddr,
+    /// The URL as configured (for change detection and readiness probes).
+    pub url: String,
 }
 
 impl Snapshot {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        listen: String,
-        public_origin: String,
-        mcp_url: String,
-        mcp_path: String,
-        max_body_bytes: usize,
-        allowed_origins: Vec<String>,
-        timeouts: Timeouts,
-        session_keys: Vec<[u8; 32]>,
-        session_ttl: Duration,
-        server: ServerOptions,
-        routes: Vec<Route>,
-    ) -> Self {
-        let by_prefix = routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.prefix.clone(), i))
-            .collect();
-        let by_name = routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.name.clone(), i))
-            .collect();
-        Self {
-            listen,
-            public_origin,
-            mcp_url,
-            mcp_path,
-            max_body_bytes,
-            allowed_origins,
-            timeouts,
-            session_keys,
-            session_ttl,
-            server,
-            routes,
-            by_prefix,
-            by_name,
+    /// Builds the lookup maps; routes must already be in their final order.
+    pub(super) fn indexed(mut self) -> Self {
+        for (i, r) in self.routes.iter_mut().enumerate() {
+            r.index = i;
         }
+        self.by_prefix = self
+            .routes
+            .iter()
+            .map(|r| (r.prefix.clone(), r.index))
+            .collect();
+        self.by_name = self
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), r.index))
+            .collect();
+        self
+    }
+
+    /// Takes over the bucket state of `old` wherever a bucket's rate is unchanged, so a reload
+    /// does not hand every caller a fresh burst.
+    pub fn adopt_limits(&mut self, old: &Snapshot) {
+        if let (Some(new), Some(prev)) = (&mut self.caller_limit, &old.caller_limit) {
+            new.adopt(prev);
+        }
+        for route in &mut self.routes {
+            let Some(prev) = old.route(&route.name) else {
+                continue;
+            };
+            if let (Some(new), Some(p)) = (&mut route.limit, &prev.limit) {
+                new.adopt(p);
+            }
+            for (tool, limiter) in &mut route.tool_limits {
+                if let Some(p) = prev.tool_limits.get(tool) {
+                    limiter.adopt(p);
+                }
+            }
+        }
+    }
+
+    /// Every bucket store, for idle eviction.
+    pub fn limiters(&self) -> impl Iterator<Item = &Limiter> {
+        self.caller_limit.iter().chain(
+            self.routes
+                .iter()
+                .flat_map(|r| r.limit.iter().chain(r.tool_limits.values())),
+        )
     }
 
     pub fn route(&self, name: &str) -> Option<&Route> {

@@ -4,7 +4,9 @@
 
 use super::{Era, Gateway, Link, Request, peer_label, respond};
 use crate::config::Route;
+use crate::ctx::{Outcome, Record};
 use crate::error::GatewayError;
+use crate::limits;
 use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
 use crate::mcp::sse;
 use crate::upstream::{Exchange, Outgoing};
@@ -27,6 +29,16 @@ pub fn upstream_id(client_id: &RawValue) -> String {
     format!("c:{}", client_id.get())
 }
 
+/// One proxied call, ready to send.
+struct Call<'a> {
+    route: &'a Route,
+    method: &'a str,
+    /// The upstream's name of the tool or prompt (for `Mcp-Name`).
+    name: Option<&'a str>,
+    body: Bytes,
+    rw: Rewriter<'a>,
+}
+
 /// How one upstream answer is mapped back to the client.
 struct Rewriter<'a> {
     route: &'a str,
@@ -36,14 +48,20 @@ struct Rewriter<'a> {
 }
 
 impl Rewriter<'_> {
-    /// The client's form of one upstream message, and whether it is the final response.
-    fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, bool)> {
+    /// The client's form of one upstream message, with the call's outcome when it is the final
+    /// response.
+    fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, Option<Outcome>)> {
         let (msg, kind) = Message::parse(data).ok()?;
         match kind {
-            Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => Some((
-                Cow::Owned(jsonrpc::reid_response(&msg, self.client_id)),
-                true,
-            )),
+            Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => {
+                let outcome = match msg.result {
+                    None => Outcome::Error,
+                    Some(r) if is_tool_error(r) => Outcome::ToolError,
+                    Some(_) => Outcome::Ok,
+                };
+                let answer = jsonrpc::reid_response(&msg, self.client_id);
+                Some((Cow::Owned(answer), Some(outcome)))
+            }
             Kind::Response => None,
             Kind::Notification if msg.method() == "notifications/progress" => {
                 let client_token = self.client_token.as_ref()?;
@@ -54,18 +72,28 @@ impl Rewriter<'_> {
                 }
                 params.insert("progressToken".into(), Cow::Borrowed(client_token.as_ref()));
                 let out = jsonrpc::rebuild("notifications/progress", None, Some(&params));
-                Some((Cow::Owned(out), false))
+                Some((Cow::Owned(out), None))
             }
-            Kind::Notification => Some((Cow::Owned(data.to_vec()), false)),
+            Kind::Notification => Some((Cow::Owned(data.to_vec()), None)),
             Kind::Request => {
                 let id =
                     jsonrpc::to_raw(&format!("{RELAY_PREFIX}{}:{}", self.route, msg.id_text()));
                 let params = jsonrpc::split_params(msg.params).ok()?;
                 let out = jsonrpc::rebuild(&msg.method(), Some(&id), Some(&params));
-                Some((Cow::Owned(out), false))
+                Some((Cow::Owned(out), None))
             }
         }
     }
+}
+
+/// Whether a result says `isError: true` (read without building the rest of it).
+fn is_tool_error(result: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(rename = "isError", default)]
+        is_error: bool,
+    }
+    serde_json::from_str::<Flag>(result.get()).is_ok_and(|f| f.is_error)
 }
 
 fn unknown(id: &RawValue, what: &str, name: &str, stateless: bool) -> GatewayError {
@@ -105,30 +133,70 @@ impl Gateway {
         msg: &Message<'_>,
         method: &str,
         id: &RawValue,
+        rec: &mut Record,
     ) -> Result<(), GatewayError> {
         let mut params = jsonrpc::split_params(msg.params)
             .map_err(|e| GatewayError::rpc(id, e.code, e.message))?;
         let stateless = matches!(req.era, Era::Stateless);
         let (route, upstream_name) = self.resolve(req, &mut params, method, id, stateless)?;
+        rec.route = Some(route.index);
+        if method == "tools/call" {
+            rec.tool = upstream_name
+                .as_deref()
+                .filter(|t| route.names_tool(t))
+                .map(str::to_string);
+        }
+        let tool = upstream_name.as_deref().filter(|_| method == "tools/call");
+        if let Err(refusal) = limits::check_local(req.snap, route, tool, req.caller) {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[refusal.scope.as_str()])
+                .inc();
+            rec.outcome = Some(Outcome::RateLimited);
+            return Err(GatewayError::rate_limited(id, &refusal));
+        }
+        let _in_flight = match route.max_concurrency {
+            Some(max) => {
+                let (guard, count) = self.inflight.incr(route.name.as_str(), 1);
+                if count > max as isize {
+                    self.metrics
+                        .rate_limited
+                        .with_label_values(&["concurrency"])
+                        .inc();
+                    rec.outcome = Some(Outcome::RateLimited);
+                    return Err(GatewayError::upstream_busy(id, &route.name, max));
+                }
+                Some(guard)
+            }
+            None => None,
+        };
         let upstream_id = jsonrpc::to_raw(&upstream_id(id));
         let client_token = swap_progress_token(&mut params, &upstream_id);
-        let body = jsonrpc::rebuild(method, Some(&upstream_id), Some(&params));
-        let rewriter = Rewriter {
-            route: &route.name,
-            upstream_id: &upstream_id,
-            client_id: id,
-            client_token,
-        };
-        self.forward(
-            s,
-            req,
+        let call = Call {
             route,
             method,
-            upstream_name.as_deref(),
-            body,
-            &rewriter,
-        )
-        .await
+            name: upstream_name.as_deref(),
+            body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
+            rw: Rewriter {
+                route: &route.name,
+                upstream_id: &upstream_id,
+                client_id: id,
+                client_token,
+            },
+        };
+        let started = Instant::now();
+        let result = self.forward(s, req, &call, started + route.timeout).await;
+        rec.upstream_time = Some(started.elapsed());
+        match result {
+            Ok(outcome) => {
+                rec.outcome = Some(outcome);
+                Ok(())
+            }
+            Err((outcome, e)) => {
+                rec.outcome = Some(outcome);
+                Err(e)
+            }
+        }
     }
 
     /// Finds the route of a call and rewrites its exposed name or URI to the upstream's.
@@ -185,106 +253,106 @@ impl Gateway {
         Ok((route, Some(upstream.to_string())))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Sends the call upstream (re-opening a forgotten upstream session once) and answers the
+    /// client; the outcome either way.
     async fn forward(
         &self,
         s: &mut Session,
         req: &Request<'_>,
-        route: &Route,
-        method: &str,
-        name: Option<&str>,
-        body: Vec<u8>,
-        rw: &Rewriter<'_>,
-    ) -> Result<(), GatewayError> {
-        let id = rw.client_id;
-        let deadline = Instant::now() + route.timeout;
+        call: &Call<'_>,
+        deadline: Instant,
+    ) -> Result<Outcome, (Outcome, GatewayError)> {
+        let (route, id) = (call.route, call.rw.client_id);
+        let upstream_failed = |e| (Outcome::UpstreamError, e);
+        let session_lost = || {
+            (
+                Outcome::UpstreamError,
+                GatewayError::http(404, "Session not found: initialize a new session"),
+            )
+        };
         let mut link = self
             .link(req, route)
             .await
-            .ok_or_else(|| unavailable(id, route))?;
-        let body = Bytes::from(body);
+            .ok_or_else(|| upstream_failed(unavailable(id, route)))?;
         let mut relinked = false;
         let mut ex = loop {
             let sent = {
-                let mut out = Outgoing::post(body.clone());
-                link.apply(&mut out, method, name);
-                tokio::time::timeout_at(
-                    deadline,
-                    Exchange::send(&self.connector, &route.upstream, &out),
-                )
-                .await
+                let mut out = Outgoing::post(call.body.clone());
+                link.apply(&mut out, call.method, call.name);
+                let send = Exchange::send(&self.connector, &route.upstream, &out);
+                tokio::time::timeout_at(deadline, send).await
             };
             let ex = match sent {
-                Err(_) => return Err(timed_out(id, route)),
+                Err(_) => return Err((Outcome::Timeout, timed_out(id, route))),
                 Ok(Err(e)) => {
-                    log::warn!("{method} to upstream {} failed: {e}", peer_label(route));
-                    return Err(unavailable(id, route));
+                    log::warn!(
+                        "{} to upstream {} failed: {e}",
+                        call.method,
+                        peer_label(route)
+                    );
+                    return Err(upstream_failed(unavailable(id, route)));
                 }
                 Ok(Ok(ex)) => ex,
             };
             let status = ex.status();
-            if status == 404
-                && matches!(
-                    link,
-                    Link::Session {
-                        session: Some(_),
-                        ..
-                    }
-                )
-            {
+            let has_session = matches!(
+                link,
+                Link::Session {
+                    session: Some(_),
+                    ..
+                }
+            );
+            if status == 404 && has_session {
                 ex.finish(&self.connector, &route.upstream).await;
                 if relinked {
-                    return Err(GatewayError::http(
-                        404,
-                        "Session not found: initialize a new session",
-                    ));
+                    return Err(session_lost());
                 }
                 relinked = true;
-                link = self.relink(req, route).await.ok_or_else(|| {
-                    GatewayError::http(404, "Session not found: initialize a new session")
-                })?;
+                link = self.relink(req, route).await.ok_or_else(session_lost)?;
                 continue;
             }
             if !(200..300).contains(&status) {
                 log::warn!(
-                    "{method} to upstream {} answered HTTP {status}",
+                    "{} to upstream {} answered HTTP {status}",
+                    call.method,
                     peer_label(route)
                 );
                 ex.finish(&self.connector, &route.upstream).await;
-                return Err(GatewayError::rpc(
+                let msg = format!("upstream `{}` failed (HTTP {status})", route.name);
+                return Err(upstream_failed(GatewayError::rpc(
                     id,
                     jsonrpc::INTERNAL_ERROR,
-                    format!("upstream `{}` failed (HTTP {status})", route.name),
-                ));
+                    msg,
+                )));
             }
             break ex;
         };
         if ex.is_sse() {
-            self.stream(s, &mut ex, route, rw, deadline, &link).await;
-            return Ok(());
+            return Ok(self.stream(s, &mut ex, call, deadline, &link).await);
         }
-        let collected = tokio::time::timeout_at(deadline, ex.collect()).await;
-        let body = match collected {
-            Err(_) => return Err(timed_out(id, route)),
-            Ok(Err(_)) => return Err(unavailable(id, route)),
+        let body = match tokio::time::timeout_at(deadline, ex.collect()).await {
+            Err(_) => return Err((Outcome::Timeout, timed_out(id, route))),
+            Ok(Err(_)) => return Err(upstream_failed(unavailable(id, route))),
             Ok(Ok(b)) => b,
         };
         ex.finish(&self.connector, &route.upstream).await;
-        match rw.message(&body) {
-            Some((answer, true)) => {
+        match call.rw.message(&body) {
+            Some((answer, Some(outcome))) => {
                 respond::json(s, 200, answer.into_owned(), &[]).await.ok();
-                Ok(())
+                Ok(outcome)
             }
             _ => {
                 log::warn!(
-                    "{method} to upstream {}: answer is not a JSON-RPC response to our request",
+                    "{} to upstream {}: answer is not a JSON-RPC response to our request",
+                    call.method,
                     peer_label(route)
                 );
-                Err(GatewayError::rpc(
+                let msg = format!("upstream `{}` sent an invalid answer", route.name);
+                Err(upstream_failed(GatewayError::rpc(
                     id,
                     jsonrpc::INTERNAL_ERROR,
-                    format!("upstream `{}` sent an invalid answer", route.name),
-                ))
+                    msg,
+                )))
             }
         }
     }
@@ -295,14 +363,14 @@ impl Gateway {
         &self,
         s: &mut Session,
         ex: &mut Exchange,
-        route: &Route,
-        rw: &Rewriter<'_>,
+        call: &Call<'_>,
         deadline: Instant,
         link: &Link,
-    ) {
+    ) -> Outcome {
+        let (route, rw) = (call.route, &call.rw);
         if respond::sse_start(s, &[]).await.is_err() {
             self.cancel(route, link, rw.upstream_id).await;
-            return;
+            return Outcome::Cancelled;
         }
         let mut reader = sse::Reader::default();
         loop {
@@ -311,43 +379,46 @@ impl Gateway {
                 _ = s.as_downstream_mut().read_body_or_idle(true) => {
                     log::debug!("client left during a call to {}; cancelling upstream", route.name);
                     self.cancel(route, link, rw.upstream_id).await;
-                    return;
+                    return Outcome::Cancelled;
                 }
             };
             let failure = match next {
-                Err(_) => Some(timed_out(rw.client_id, route)),
-                Ok(Err(_)) | Ok(Ok(None)) => Some(unavailable(rw.client_id, route)),
+                Err(_) => Some((Outcome::Timeout, timed_out(rw.client_id, route))),
+                Ok(Err(_)) | Ok(Ok(None)) => {
+                    Some((Outcome::UpstreamError, unavailable(rw.client_id, route)))
+                }
                 Ok(Ok(Some(chunk))) => {
                     reader.push(&chunk);
                     None
                 }
             };
             let mut out = Vec::new();
-            let mut done = false;
+            let mut done = None;
             while let Some(ev) = reader.next_event() {
                 if let Some((data, fin)) = rw.message(ev.data.as_bytes()) {
                     sse::write_event(&mut out, &data);
-                    done |= fin;
+                    done = fin;
                 }
-                if done {
+                if done.is_some() {
                     break;
                 }
             }
-            if let Some(e) = &failure
-                && !done
+            if let Some((outcome, e)) = &failure
+                && done.is_none()
             {
                 sse::write_event(&mut out, &e.body());
-                done = true;
+                done = Some(*outcome);
                 self.cancel(route, link, rw.upstream_id).await;
             }
-            if !out.is_empty() || done {
-                let sent = s.write_response_body(Some(Bytes::from(out)), done).await;
-                if sent.is_err() {
-                    self.cancel(route, link, rw.upstream_id).await;
-                    return;
-                }
+            if (!out.is_empty() || done.is_some())
+                && s.write_response_body(Some(Bytes::from(out)), done.is_some())
+                    .await
+                    .is_err()
+            {
+                self.cancel(route, link, rw.upstream_id).await;
+                return Outcome::Cancelled;
             }
-            if done {
+            if let Some(outcome) = done {
                 if failure.is_none() {
                     // Let the upstream end its stream so the connection can be reused.
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -355,7 +426,7 @@ impl Gateway {
                     })
                     .await;
                 }
-                return;
+                return outcome;
             }
         }
     }

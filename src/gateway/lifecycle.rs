@@ -86,6 +86,7 @@ impl Gateway {
             upstreams,
         };
         let token = self.sealer.seal(&state);
+        self.metrics.sessions_opened.inc();
         let capabilities: ServerCapabilities =
             serde_json::from_value(capabilities).unwrap_or_default();
         let result = json!({
@@ -279,6 +280,7 @@ impl Gateway {
             })
         });
         futures::future::join_all(ends).await;
+        self.metrics.sessions_ended.inc();
         respond::empty(s, 200, &[]).await.ok();
         Ok(())
     }

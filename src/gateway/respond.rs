@@ -44,7 +44,9 @@ pub async fn empty(s: &mut Session, status: u16, extra: Headers<'_>) -> pingora:
 
 /// The rendering of every refusal and failure.
 pub async fn error(s: &mut Session, e: &GatewayError) -> pingora::Result<()> {
-    json(s, e.status(), e.body(), &[]).await
+    let owned = e.headers();
+    let headers: Vec<(&'static str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    json(s, e.status(), e.body(), &headers).await
 }
 
 /// Starts a `text/event-stream` answer; events follow with `Session::write_response_body`.

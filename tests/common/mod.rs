@@ -20,6 +20,10 @@ pub struct Gateway {
     pub base: String,
     /// `{base}/mcp`
     pub url: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    /// The gateway's configuration file.
+    pub config: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
@@ -47,6 +51,7 @@ impl Gateway {
         std::fs::create_dir_all(&routes).expect("routes dir");
         let gateway_yaml = format!(
             "listen: 127.0.0.1:0\npublic_url: http://127.0.0.1\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
+             admin:\n  listen: 127.0.0.1:0\n\
              server:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{}\n",
             BODY_CAP, setup.extra
         );
@@ -56,6 +61,33 @@ impl Gateway {
             std::fs::write(routes.join(format!("{name}.yaml")), yaml).expect("write route");
         }
         Self::spawn(dir, conf.join("mcp-edge.yaml"))
+    }
+
+    /// Where route files live.
+    pub fn routes_dir(&self) -> PathBuf {
+        self.dir.path().join("routes")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The value of one metric series on `/metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = http()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map_or(0.0, |v| v.trim().parse().expect("number"))
     }
 
     fn spawn(dir: tempfile::TempDir, config: PathBuf) -> Gateway {
@@ -88,11 +120,19 @@ impl Gateway {
             .next()
             .expect("url")
             .to_string();
+        let admin = line
+            .rsplit("admin on ")
+            .next()
+            .expect("admin url")
+            .trim()
+            .to_string();
         let base = url.trim_end_matches("/mcp").to_string();
         Gateway {
             child,
             base,
             url,
+            admin,
+            config,
             dir,
         }
     }

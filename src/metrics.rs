@@ -1,0 +1,171 @@
+//! Prometheus families, all `mcp_edge_`-prefixed, with bounded labels only: routes and methods
+//! from the configuration and the protocol, tools only when the route names them, never a caller.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Seconds buckets from 1 ms to 60 s.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Requests on the MCP listener by route (`-` when none), method and outcome.
+    pub requests: IntCounterVec,
+    /// Proxied tool calls by route, tool (`other` unless named in the route) and outcome.
+    pub tool_calls: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub upstream_seconds: HistogramVec,
+    /// Rate-limit refusals by scope (`caller`, `route`, `tool`, `concurrency`).
+    pub rate_limited: IntCounterVec,
+    /// Shared-store failures that fell back to local limiting.
+    pub limit_store_fallbacks: IntCounter,
+    pub reloads: IntCounterVec,
+    pub config_generation: IntGauge,
+    pub config_last_success: Gauge,
+    pub sessions_opened: IntCounter,
+    pub sessions_ended: IntCounter,
+    pub open_streams: IntGauge,
+    /// 1 when the upstream's last health probe connected, else 0.
+    pub upstream_up: IntGaugeVec,
+}
+
+impl Metrics {
+    #[allow(clippy::expect_used)] // Registration fails only on a duplicate name: a programming error caught by every test.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("metric");
+            registry.register(Box::new(h.clone())).expect("register");
+            h
+        };
+        let requests = counter(
+            "mcp_edge_requests_total",
+            "MCP requests by route, method and outcome",
+            &["route", "method", "outcome"],
+        );
+        let tool_calls = counter(
+            "mcp_edge_tool_calls_total",
+            "tools/call by route, tool and outcome",
+            &["route", "tool", "outcome"],
+        );
+        let request_seconds = histogram(
+            "mcp_edge_request_duration_seconds",
+            "Time from request to the end of the answer, by route and method",
+            &["route", "method"],
+        );
+        let upstream_seconds = histogram(
+            "mcp_edge_upstream_duration_seconds",
+            "Time a proxied call spent with its upstream, by route",
+            &["route"],
+        );
+        let rate_limited = counter(
+            "mcp_edge_rate_limited_total",
+            "Requests refused by a limit, by scope",
+            &["scope"],
+        );
+        let reloads = counter(
+            "mcp_edge_config_reloads_total",
+            "Configuration reloads by result (ok, error)",
+            &["result"],
+        );
+        let single = |c: IntCounter| {
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
+        let limit_store_fallbacks = single(
+            IntCounter::new(
+                "mcp_edge_limit_store_fallbacks_total",
+                "Limit checks answered locally because the shared store failed",
+            )
+            .expect("metric"),
+        );
+        let sessions_opened = single(
+            IntCounter::new(
+                "mcp_edge_sessions_opened_total",
+                "Client sessions opened here",
+            )
+            .expect("metric"),
+        );
+        let sessions_ended = single(
+            IntCounter::new(
+                "mcp_edge_sessions_ended_total",
+                "Client sessions ended here (DELETE)",
+            )
+            .expect("metric"),
+        );
+        let config_generation = IntGauge::new(
+            "mcp_edge_config_generation",
+            "Generation of the configuration in force",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(config_generation.clone()))
+            .expect("register");
+        let config_last_success = Gauge::new(
+            "mcp_edge_config_last_success_timestamp_seconds",
+            "Unix time of the last successful configuration load",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(config_last_success.clone()))
+            .expect("register");
+        let open_streams =
+            IntGauge::new("mcp_edge_open_streams", "Client SSE streams open now").expect("metric");
+        registry
+            .register(Box::new(open_streams.clone()))
+            .expect("register");
+        let upstream_up = IntGaugeVec::new(
+            Opts::new(
+                "mcp_edge_upstream_up",
+                "1 when the upstream accepted the last health probe",
+            ),
+            &["route"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(upstream_up.clone()))
+            .expect("register");
+        Self {
+            registry,
+            requests,
+            tool_calls,
+            request_seconds,
+            upstream_seconds,
+            rate_limited,
+            limit_store_fallbacks,
+            reloads,
+            config_generation,
+            config_last_success,
+            sessions_opened,
+            sessions_ended,
+            open_streams,
+            upstream_up,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
