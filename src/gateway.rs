@@ -4,6 +4,7 @@
 mod edge;
 mod forward;
 mod lifecycle;
+mod listen;
 mod lists;
 mod passthrough;
 pub mod respond;
@@ -235,11 +236,7 @@ impl Gateway {
             }
             "GET" => {
                 rec.method = "GET";
-                // The merged endpoint offers no standalone stream (yet): 405, as the spec allows.
-                respond::empty(s, 405, &[("allow", "POST, DELETE")])
-                    .await
-                    .ok();
-                return Ok(());
+                return self.listen(s, snap).await;
             }
             _ => return Err(GatewayError::http(405, "use POST, GET or DELETE")),
         }

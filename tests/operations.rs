@@ -385,3 +385,82 @@ async fn concurrency_cap_refuses_excess_calls_at_once() {
     let (status, _) = raw.rpc(wait(4)).await;
     assert_eq!(status, 200, "capacity is back");
 }
+
+#[derive(Clone, Default)]
+struct ListWatcher {
+    changes: Arc<AtomicUsize>,
+}
+
+impl rmcp::ClientHandler for ListWatcher {
+    async fn on_tool_list_changed(
+        &self,
+        _cx: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn open_streams_hear_list_changed_when_routes_change() {
+    use rmcp::ServiceExt;
+    let (alpha, beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: "",
+    });
+    let watcher = ListWatcher::default();
+    let client = watcher
+        .clone()
+        .serve(rmcp::transport::StreamableHttpClientTransport::from_uri(
+            gw.url.clone(),
+        ))
+        .await
+        .expect("initialize");
+    let caps = client.peer_info().expect("info").capabilities.tools.clone();
+    assert_eq!(caps.and_then(|t| t.list_changed), Some(true));
+    // The client's GET stream is open once the gauge says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && gw.metric("mcp_edge_open_streams").await < 1.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.metric("mcp_edge_open_streams").await, 1.0);
+
+    // A reload that changes nothing visible says nothing; a new route does.
+    let before = gw
+        .metric("mcp_edge_config_reloads_total{result=\"ok\"}")
+        .await;
+    std::fs::write(gw.config.parent().unwrap().join("unrelated.txt"), "x").expect("touch");
+    assert!(reloads_past(&gw, "ok", before).await);
+    write_route(
+        &gw,
+        "beta",
+        &format!("name: beta\nupstream:\n  url: {}\n", beta.url),
+    );
+    assert!(
+        eventually(10, || watcher.changes.load(Ordering::SeqCst) >= 1).await,
+        "no notifications/tools/list_changed"
+    );
+    assert_eq!(
+        watcher.changes.load(Ordering::SeqCst),
+        1,
+        "one notification for one change"
+    );
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"beta__echo".to_string()));
+    client.cancel().await.expect("close");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && gw.metric("mcp_edge_open_streams").await > 0.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        gw.metric("mcp_edge_open_streams").await,
+        0.0,
+        "closed streams are counted down"
+    );
+}

@@ -136,7 +136,27 @@ async fn transport_rules_size_media_types_versions_origin() {
         .send()
         .await
         .expect("GET");
-    assert_eq!(r.status(), 405);
+    assert_eq!(r.status(), 400, "a stream needs a session");
+    let r = raw
+        .client
+        .get(&gw.url)
+        .header("accept", "application/json")
+        .header("mcp-session-id", raw.session.clone().expect("session"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 406);
+    let r = raw
+        .client
+        .get(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", raw.session.clone().expect("session"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    drop(r);
     let r = http()
         .post(format!("{}/elsewhere", gw.base))
         .body("{}")

@@ -306,12 +306,15 @@ pub(super) fn discover_result() -> Result<Box<RawValue>, GatewayError> {
     Ok(jsonrpc::to_raw(&result))
 }
 
-/// Union of upstream capabilities: a feature any upstream has, the gateway has. Notifications
-/// the gateway does not relay yet (`listChanged`, `subscribe`) are not advertised.
+/// Union of upstream capabilities: a feature any upstream has, the gateway has. Lists announce
+/// changes (the gateway's GET stream says when routes change); `subscribe` is not relayed yet.
 fn merge_capabilities(into: &mut Value, upstream: &Value) {
     for key in ["tools", "prompts", "resources", "logging", "completions"] {
         if upstream.get(key).is_some_and(|v| !v.is_null()) {
-            into[key] = json!({});
+            into[key] = match key {
+                "tools" | "prompts" | "resources" => json!({"listChanged": true}),
+                _ => json!({}),
+            };
         }
     }
 }

@@ -1,0 +1,104 @@
+//! `GET /mcp`: a session's standalone SSE stream. The gateway tells the client here when the
+//! merged lists change because the routes did (a reload added, removed or re-pointed one).
+
+use super::{Gateway, edge, respond};
+use crate::config::Snapshot;
+use crate::error::GatewayError;
+use crate::mcp::{jsonrpc, sse};
+use bytes::Bytes;
+use pingora::proxy::Session;
+use std::time::Duration;
+
+/// An SSE comment this often keeps idle intermediaries from closing the stream.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// What a client's merged lists are made of: which routes, under which prefixes, where.
+fn fingerprint(snap: &Snapshot) -> Vec<(String, String, String)> {
+    snap.routes
+        .iter()
+        .map(|r| (r.name.clone(), r.prefix.clone(), r.upstream.url.clone()))
+        .collect()
+}
+
+/// Decrements the open-streams gauge however the stream ends.
+struct Open<'g>(&'g prometheus::IntGauge);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Gateway {
+    pub(super) async fn listen(
+        &self,
+        s: &mut Session,
+        snap: &Snapshot,
+    ) -> Result<(), GatewayError> {
+        let accepts_sse = edge::header(s, "accept").is_some_and(|a| {
+            a.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim() == "text/event-stream")
+            })
+        });
+        if !accepts_sse {
+            return Err(GatewayError::http(
+                406,
+                "Not Acceptable: GET needs Accept: text/event-stream",
+            ));
+        }
+        let token = edge::header(s, "mcp-session-id").ok_or_else(|| {
+            GatewayError::http(
+                400,
+                "Bad Request: missing Mcp-Session-Id; a stream belongs to a session",
+            )
+        })?;
+        self.sealer
+            .open(token)
+            .filter(|st| !self.local().ended.contains_key(&st.id))
+            .ok_or_else(|| {
+                GatewayError::http(404, "Session not found: initialize a new session")
+            })?;
+        let mut generation = self.subscribe();
+        let mut seen = fingerprint(snap);
+        if respond::sse_start(s, &[]).await.is_err() {
+            return Ok(());
+        }
+        self.metrics.open_streams.inc();
+        let _open = Open(&self.metrics.open_streams);
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let out = tokio::select! {
+                changed = generation.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let now = fingerprint(&self.snapshot());
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    let mut out = Vec::new();
+                    for method in [
+                        "notifications/tools/list_changed",
+                        "notifications/prompts/list_changed",
+                        "notifications/resources/list_changed",
+                    ] {
+                        sse::write_event(&mut out, &jsonrpc::notification::<()>(method, None));
+                    }
+                    out
+                }
+                _ = keepalive.tick() => b": keepalive\n\n".to_vec(),
+                _ = s.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            };
+            if s.write_response_body(Some(Bytes::from(out)), false)
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+    }
+}
