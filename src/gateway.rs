@@ -12,6 +12,8 @@ pub mod respond;
 use crate::config::{Route, Snapshot};
 use crate::ctx::{Outcome, Record, method_label};
 use crate::error::GatewayError;
+use crate::limits::shared::SharedBuckets;
+use crate::limits::{self, Refusal};
 use crate::mcp;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::session::{Sealer, SessionState, UpstreamSession, now_secs};
@@ -41,6 +43,8 @@ pub struct Gateway {
     generation: tokio::sync::watch::Sender<u64>,
     /// Calls in flight per upstream, for `upstream.max_concurrency`.
     inflight: pingora_limits::inflight::Inflight,
+    /// Buckets shared with other instances, when `limits.store` is set.
+    shared: Option<SharedBuckets>,
 }
 
 /// The little an instance remembers on its own; losing it costs a re-initialize, never a session.
@@ -115,6 +119,11 @@ impl Gateway {
         let opts = pingora::connectors::ConnectorOptions::new(
             snapshot.server.upstream_keepalive_pool_size,
         );
+        let shared = snapshot.limit_store.as_deref().and_then(|url| {
+            SharedBuckets::new(url)
+                .map_err(|e| log::error!("{e}; limits stay local"))
+                .ok()
+        });
         let metrics = Metrics::new();
         metrics.config_generation.set(1);
         metrics.config_last_success.set(now_secs() as f64);
@@ -127,6 +136,7 @@ impl Gateway {
             metrics,
             generation: tokio::sync::watch::Sender::new(1),
             inflight: pingora_limits::inflight::Inflight::new(),
+            shared,
         }
     }
 
@@ -148,6 +158,32 @@ impl Gateway {
         self.metrics.config_generation.set(generation as i64);
         self.metrics.config_last_success.set(now_secs() as f64);
         generation
+    }
+
+    /// Takes a token from every bucket a call draws from: in the shared store when there is
+    /// one and it answers, else locally.
+    async fn take_tokens(
+        &self,
+        snap: &Snapshot,
+        route: &Route,
+        tool: Option<&str>,
+        caller: u64,
+    ) -> Result<(), Refusal> {
+        if let Some(shared) = &self.shared {
+            let keyed: Vec<_> = limits::buckets(snap, route, tool)
+                .map(|(scope, l)| (scope, l, limits::shared_key(scope, route, tool, caller)))
+                .collect();
+            match shared.check(&keyed).await {
+                Ok(verdict) => return verdict,
+                Err(e) => {
+                    self.metrics.limit_store_fallbacks.inc();
+                    if shared.should_log() {
+                        log::warn!("shared rate-limit store failed ({e}); limiting locally");
+                    }
+                }
+            }
+        }
+        limits::check_local(snap, route, tool, caller)
     }
 
     /// Notified at every new configuration.

@@ -2,6 +2,8 @@
 //! concurrency caps. Buckets are governor's GCRA cells in sharded maps: the check takes no global
 //! lock, and idle callers are evicted so memory stays bounded however many callers come.
 
+pub mod shared;
+
 use crate::config::{Route, Snapshot};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -113,6 +115,19 @@ pub fn buckets<'s>(
         .into_iter()
         .chain(route.limit.as_ref().map(|l| (Scope::Route, l)))
         .chain(snap.caller_limit.as_ref().map(|l| (Scope::Caller, l)))
+}
+
+/// The Redis key of a bucket: scope, route, tool and caller, so instances agree on it.
+pub fn shared_key(scope: Scope, route: &Route, tool: Option<&str>, caller: u64) -> String {
+    match scope {
+        Scope::Caller => format!("mcp-edge:bucket:caller:{caller:016x}"),
+        Scope::Route => format!("mcp-edge:bucket:route:{}:{caller:016x}", route.name),
+        Scope::Tool => format!(
+            "mcp-edge:bucket:tool:{}:{}:{caller:016x}",
+            route.name,
+            tool.unwrap_or_default()
+        ),
+    }
 }
 
 /// Takes one token from every bucket a call draws from, locally.

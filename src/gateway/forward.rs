@@ -6,7 +6,6 @@ use super::{Era, Gateway, Link, Request, peer_label, respond};
 use crate::config::Route;
 use crate::ctx::{Outcome, Record};
 use crate::error::GatewayError;
-use crate::limits;
 use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
 use crate::mcp::sse;
 use crate::upstream::{Exchange, Outgoing};
@@ -147,7 +146,7 @@ impl Gateway {
                 .map(str::to_string);
         }
         let tool = upstream_name.as_deref().filter(|_| method == "tools/call");
-        if let Err(refusal) = limits::check_local(req.snap, route, tool, req.caller) {
+        if let Err(refusal) = self.take_tokens(req.snap, route, tool, req.caller).await {
             self.metrics
                 .rate_limited
                 .with_label_values(&[refusal.scope.as_str()])
