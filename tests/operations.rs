@@ -464,3 +464,52 @@ async fn open_streams_hear_list_changed_when_routes_change() {
         "closed streams are counted down"
     );
 }
+
+#[tokio::test]
+async fn kubernetes_configmap_symlink_swaps_reload() {
+    use std::os::unix::fs::symlink;
+    let (alpha, beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: "",
+    });
+    // The kubelet's layout: versioned directories, a `..data` link to the current one, and
+    // per-file links through it; an update swaps `..data` with one rename.
+    let dir = gw.routes_dir();
+    let v1 = dir.join("..2026_11_22_v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(
+        v1.join("beta.yaml"),
+        format!(
+            "name: beta\ntool_prefix: one\nupstream:\n  url: {}\n",
+            beta.url
+        ),
+    )
+    .unwrap();
+    symlink("..2026_11_22_v1", dir.join("..data")).unwrap();
+    symlink("..data/beta.yaml", dir.join("beta.yaml")).unwrap();
+    let raw = Raw::open(&gw.url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !tool_names(&raw).await.iter().any(|n| n == "one__echo") {}
+    assert!(tool_names(&raw).await.contains(&"one__echo".to_string()));
+
+    let v2 = dir.join("..2026_11_22_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(
+        v2.join("beta.yaml"),
+        format!(
+            "name: beta\ntool_prefix: two\nupstream:\n  url: {}\n",
+            beta.url
+        ),
+    )
+    .unwrap();
+    symlink("..2026_11_22_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !tool_names(&raw).await.iter().any(|n| n == "two__echo") {}
+    let names = tool_names(&raw).await;
+    assert!(
+        names.contains(&"two__echo".to_string()) && !names.contains(&"one__echo".to_string()),
+        "{names:?}"
+    );
+}
