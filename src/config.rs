@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod raw;
 pub mod reload;
+mod security;
 pub mod snapshot;
 
 pub use compile::{ConfigError, ConfigErrors, Source, compile, load};

@@ -1,12 +1,16 @@
 //! One error type for everything the gateway refuses or fails at, and the one function that
 //! renders it: an HTTP status plus a JSON-RPC error body that keeps the request's id.
 
+use crate::auth::AuthError;
+use crate::config::Snapshot;
 use crate::limits::Refusal;
 use crate::mcp::jsonrpc;
 use serde_json::value::RawValue;
 
 /// JSON-RPC code of limit refusals (implementation-defined server error range).
 pub const LIMITED: i64 = -32029;
+/// JSON-RPC code of authentication and scope refusals.
+pub const UNAUTHORIZED: i64 = -32001;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -28,6 +32,15 @@ pub enum GatewayError {
         retry_after_secs: u64,
         /// `RateLimit-Policy` and `RateLimit` values, when a bucket refused.
         policy: Option<(String, String)>,
+    },
+    /// Authentication (401) or scope (403) refusals, with their `WWW-Authenticate` challenge.
+    #[error("{message}")]
+    Challenge {
+        status: u16,
+        id: Option<Box<RawValue>>,
+        code: i64,
+        message: String,
+        challenge: String,
     },
     /// A JSON-RPC error answering a request we could read.
     #[error("{message}")]
@@ -55,6 +68,54 @@ impl GatewayError {
             id: Some(id.to_owned()),
             code,
             message: message.into(),
+        }
+    }
+
+    /// 401: no valid token. The challenge points at the protected resource metadata.
+    pub fn unauthorized(snap: &Snapshot, e: AuthError) -> Self {
+        let mut challenge = format!(
+            "Bearer resource_metadata=\"{}\"",
+            snap.resource_metadata_url()
+        );
+        if e != AuthError::Missing {
+            challenge.push_str(&format!(
+                ", error=\"invalid_token\", error_description=\"{e}\""
+            ));
+        }
+        if let Some(scopes) = snap.scopes_supported().filter(|s| !s.is_empty()) {
+            challenge.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+        }
+        Self::Challenge {
+            status: 401,
+            id: None,
+            code: UNAUTHORIZED,
+            message: format!(
+                "Unauthorized: {e}; authenticate with the authorization server named in the resource metadata"
+            ),
+            challenge,
+        }
+    }
+
+    /// 403: the caller's scopes do not reach what it asked for (step-up).
+    pub fn insufficient_scope(
+        snap: &Snapshot,
+        id: &RawValue,
+        what: &str,
+        scopes: &[String],
+    ) -> Self {
+        Self::Challenge {
+            status: 403,
+            id: Some(id.to_owned()),
+            code: UNAUTHORIZED,
+            message: format!(
+                "Forbidden: {what} needs one of the scopes [{}]",
+                scopes.join(" ")
+            ),
+            challenge: format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+                scopes.join(" "),
+                snap.resource_metadata_url()
+            ),
         }
     }
 
@@ -89,9 +150,10 @@ impl GatewayError {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::Http { status, .. } | Self::Rpc { status, .. } | Self::Limited { status, .. } => {
-                *status
-            }
+            Self::Http { status, .. }
+            | Self::Rpc { status, .. }
+            | Self::Limited { status, .. }
+            | Self::Challenge { status, .. } => *status,
         }
     }
 
@@ -110,6 +172,7 @@ impl GatewayError {
                 }
                 h
             }
+            Self::Challenge { challenge, .. } => vec![("www-authenticate", challenge.clone())],
             _ => Vec::new(),
         }
     }
@@ -119,6 +182,9 @@ impl GatewayError {
         match self {
             Self::Http { code, message, .. } => jsonrpc::failure(None, *code, message),
             Self::Rpc {
+                id, code, message, ..
+            }
+            | Self::Challenge {
                 id, code, message, ..
             } => jsonrpc::failure(id.as_deref(), *code, message),
             Self::Limited {

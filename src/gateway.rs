@@ -1,6 +1,7 @@
 //! The MCP endpoint: transport checks, one parse of the body, dispatch by method. Answers are
 //! written here; `proxy.rs` only calls `serve`.
 
+mod approval;
 mod edge;
 mod forward;
 mod lifecycle;
@@ -9,6 +10,10 @@ mod lists;
 mod passthrough;
 pub mod respond;
 
+use crate::auth::Authenticator;
+use crate::auth::minted::Minter;
+use crate::config::raw::IdentityMode;
+use crate::config::snapshot::AuthSettings;
 use crate::config::{Route, Snapshot};
 use crate::ctx::{Outcome, Record, method_label};
 use crate::error::GatewayError;
@@ -18,6 +23,7 @@ use crate::mcp;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::session::{Sealer, SessionState, UpstreamSession, now_secs};
 use crate::metrics::Metrics;
+use crate::policy::Caller;
 use crate::upstream::Outgoing;
 use arc_swap::ArcSwap;
 use pingora::connectors::http::Connector;
@@ -45,6 +51,13 @@ pub struct Gateway {
     inflight: pingora_limits::inflight::Inflight,
     /// Buckets shared with other instances, when `limits.store` is set.
     shared: Option<SharedBuckets>,
+    pub auth: Authenticator,
+    /// Signs identity tokens for `identity: minted` routes.
+    minter: Minter,
+    /// Calls waiting for the user's approval, by the number in the elicitation's id.
+    approvals: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<serde_json::Value>>>,
+    /// Each route's tools as last listed (for annotation-derived classes), by route name.
+    catalog: dashmap::DashMap<String, (std::time::Instant, HashMap<String, serde_json::Value>)>,
 }
 
 /// The little an instance remembers on its own; losing it costs a re-initialize, never a session.
@@ -55,12 +68,12 @@ struct Local {
     /// Sessions ended by DELETE here, until they would expire anyway.
     ended: HashMap<u128, u64>,
     /// How to reach each upstream for clients of the stateless revision, by route and address.
-    stateless: HashMap<(String, String), Link>,
+    stateless: HashMap<(String, String), LinkKind>,
 }
 
-/// How one request reaches one upstream.
+/// How requests reach one upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
+pub enum LinkKind {
     /// A 2025-era upstream session (`session` is none for upstreams that issue no id).
     Session {
         session: Option<String>,
@@ -70,19 +83,44 @@ pub enum Link {
     Stateless,
 }
 
-impl Link {
+impl LinkKind {
     fn apply<'a>(&'a self, out: &mut Outgoing<'a>, method: &'a str, name: Option<&'a str>) {
         match self {
-            Link::Session { session, version } => {
+            LinkKind::Session { session, version } => {
                 out.session = session.as_deref();
                 out.protocol_version = Some(version);
             }
-            Link::Stateless => {
+            LinkKind::Stateless => {
                 out.protocol_version = Some(mcp::STATELESS_VERSION);
                 out.mcp_method = Some(method);
                 out.mcp_name = name;
             }
         }
+    }
+}
+
+/// How one request reaches one upstream: the link, and what the upstream learns of the caller.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub kind: LinkKind,
+    /// Static credentials and identity headers for this route and caller.
+    headers: Vec<(String, String)>,
+}
+
+impl Link {
+    fn apply<'a>(&'a self, out: &mut Outgoing<'a>, method: &'a str, name: Option<&'a str>) {
+        self.kind.apply(out, method, name);
+        out.extra = &self.headers;
+    }
+
+    fn has_session(&self) -> bool {
+        matches!(
+            self.kind,
+            LinkKind::Session {
+                session: Some(_),
+                ..
+            }
+        )
     }
 }
 
@@ -103,12 +141,13 @@ pub struct Request<'s> {
     pub era: Era,
     /// Protocol version in force for this request.
     pub version: String,
-    /// Who is calling, as a bucket key. Without authentication (`auth.mode: none`) each session
-    /// is its own caller, and a stateless client is its address.
-    pub caller: u64,
+    pub caller: Arc<Caller>,
+    /// Who is calling, as a bucket key: the subject; without authentication (`auth.mode: none`)
+    /// each session is its own caller, and a stateless client is its address.
+    pub caller_key: u64,
 }
 
-fn caller_key(value: impl std::hash::Hash) -> u64 {
+pub(crate) fn caller_key(value: impl std::hash::Hash) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
 }
@@ -124,6 +163,13 @@ impl Gateway {
                 .map_err(|e| log::error!("{e}; limits stay local"))
                 .ok()
         });
+        let minter = match snapshot.identity.signing_key_pem.as_deref() {
+            Some(pem) => Minter::from_pem(pem).unwrap_or_else(|e| {
+                log::error!("{e}; using a key made at start");
+                Minter::generate()
+            }),
+            None => Minter::generate(),
+        };
         let metrics = Metrics::new();
         metrics.config_generation.set(1);
         metrics.config_last_success.set(now_secs() as f64);
@@ -137,6 +183,10 @@ impl Gateway {
             generation: tokio::sync::watch::Sender::new(1),
             inflight: pingora_limits::inflight::Inflight::new(),
             shared,
+            auth: Authenticator::new(),
+            minter,
+            catalog: dashmap::DashMap::new(),
+            approvals: Mutex::new(HashMap::new()),
         }
     }
 
@@ -220,6 +270,15 @@ impl Gateway {
         jsonrpc::to_raw(&format!("mcp-edge-{n}"))
     }
 
+    fn approvals(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, tokio::sync::oneshot::Sender<serde_json::Value>>>
+    {
+        self.approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local
             .lock()
@@ -238,7 +297,20 @@ impl Gateway {
             self.serve_merged(s, snap, rec).await
         } else if let Some(route) = passthrough::route_of(path, snap) {
             rec.route = Some(route.index);
-            self.serve_passthrough(s, snap, route).await
+            match self.authenticate(s, snap).await {
+                Ok(caller) => self.serve_passthrough(s, snap, route, &caller).await,
+                Err(e) => Err(e),
+            }
+        } else if let Some(doc) = self.well_known(path, snap) {
+            rec.method = "metadata";
+            match doc {
+                Ok(doc) => {
+                    let body = serde_json::to_vec(&doc).unwrap_or_default();
+                    respond::json(s, 200, body, &[("cache-control", "max-age=300")]).await?;
+                    return Ok(());
+                }
+                Err(e) => Err(e),
+            }
         } else {
             Err(GatewayError::http(
                 404,
@@ -264,15 +336,16 @@ impl Gateway {
         rec: &mut Record,
     ) -> Result<(), GatewayError> {
         edge::check_origin(s, snap)?;
+        let caller = self.authenticate(s, snap).await?;
         match s.req_header().method.as_str() {
             "POST" => {}
             "DELETE" => {
                 rec.method = "DELETE";
-                return self.delete(s, snap).await;
+                return self.delete(s, snap, &caller).await;
             }
             "GET" => {
                 rec.method = "GET";
-                return self.listen(s, snap).await;
+                return self.listen(s, snap, &caller).await;
             }
             _ => return Err(GatewayError::http(405, "use POST, GET or DELETE")),
         }
@@ -282,7 +355,7 @@ impl Gateway {
         let (msg, kind) = Message::parse(&body)?;
         let method = msg.method();
         rec.method = method_label(&method);
-        let req = self.classify(s, snap, header_version, &msg, kind, &method)?;
+        let req = self.classify(s, snap, header_version, &msg, kind, caller)?;
         match kind {
             Kind::Request => self.request(s, req, &msg, &method, rec).await,
             Kind::Notification => {
@@ -306,16 +379,24 @@ impl Gateway {
         header_version: Option<String>,
         msg: &Message<'_>,
         kind: Kind,
-        method: &str,
+        caller: Arc<Caller>,
     ) -> Result<Request<'s>, GatewayError> {
+        let method = msg.method();
+        let anonymous = matches!(snap.auth, AuthSettings::None);
+        let subject_key = caller_key(("sub", &caller.subject));
         if header_version.as_deref() == Some(mcp::STATELESS_VERSION) {
-            edge::check_stateless_headers(s, msg, method)?;
+            edge::check_stateless_headers(s, msg, &method)?;
             let addr = s.client_addr().map(|a| a.as_inet().map(|i| i.ip()));
             return Ok(Request {
                 snap,
                 era: Era::Stateless,
                 version: mcp::STATELESS_VERSION.into(),
-                caller: caller_key(("addr", addr.flatten())),
+                caller_key: if anonymous {
+                    caller_key(("addr", addr.flatten()))
+                } else {
+                    subject_key
+                },
+                caller,
             });
         }
         if kind == Kind::Request && method == "initialize" {
@@ -323,32 +404,44 @@ impl Gateway {
                 snap,
                 era: Era::Opening,
                 version: String::new(),
-                caller: 0,
+                caller_key: subject_key,
+                caller,
             });
         }
-        let Some(token) = edge::header(s, "mcp-session-id") else {
-            return Err(GatewayError::http(
-                400,
-                "Bad Request: missing Mcp-Session-Id; send initialize first (or use protocol version 2026-07-28 without sessions)",
-            ));
-        };
-        let state = self
-            .sealer
-            .open(token)
-            .filter(|st| !self.local().ended.contains_key(&st.id))
-            .ok_or_else(|| {
-                GatewayError::http(404, "Session not found: initialize a new session")
-            })?;
+        let (state, token) = self.session_of(s, &caller)?;
         let version = header_version.unwrap_or_else(|| state.version.clone());
         Ok(Request {
             snap,
             version,
-            caller: caller_key(("session", state.id)),
-            era: Era::Session {
-                state,
-                token: token.to_string(),
+            caller_key: if anonymous {
+                caller_key(("session", state.id))
+            } else {
+                subject_key
             },
+            caller,
+            era: Era::Session { state, token },
         })
+    }
+
+    /// The caller's session named by `Mcp-Session-Id`: 400 without one; 404 when it is unknown,
+    /// tampered, expired, ended, or another caller's (a session belongs to whoever opened it).
+    fn session_of(
+        &self,
+        s: &Session,
+        caller: &Caller,
+    ) -> Result<(SessionState, String), GatewayError> {
+        let token = edge::header(s, "mcp-session-id").ok_or_else(|| {
+            GatewayError::http(
+                400,
+                "Bad Request: missing Mcp-Session-Id; send initialize first (or use protocol version 2026-07-28 without sessions)",
+            )
+        })?;
+        let owner = caller_key(("sub", &caller.subject));
+        self.sealer
+            .open(token)
+            .filter(|st| !self.local().ended.contains_key(&st.id) && st.owner == owner)
+            .map(|st| (st, token.to_string()))
+            .ok_or_else(|| GatewayError::http(404, "Session not found: initialize a new session"))
     }
 
     async fn request(
@@ -392,7 +485,129 @@ impl Gateway {
 
     /// The routes a request may reach, in a stable order.
     fn routes<'r>(&self, req: &'r Request<'_>) -> impl Iterator<Item = &'r Route> {
-        req.snap.routes.iter()
+        req.snap
+            .routes
+            .iter()
+            .filter(|r| r.policy.visible_to(&req.caller))
+    }
+
+    /// The caller of a request, or the 401 that refuses it.
+    async fn authenticate(
+        &self,
+        s: &Session,
+        snap: &Snapshot,
+    ) -> Result<Arc<Caller>, GatewayError> {
+        self.auth
+            .authenticate(snap, edge::header(s, "authorization"))
+            .await
+            .map_err(|e| {
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                GatewayError::unauthorized(snap, e)
+            })
+    }
+
+    /// What `route`'s upstream is told with every request made for this caller: the route's
+    /// static credentials (and its tenant's), then the caller's identity if the route wants it.
+    /// The caller's own token is never among them.
+    fn upstream_headers(&self, req: &Request<'_>, route: &Route) -> Vec<(String, String)> {
+        let caller = &req.caller;
+        let mut headers = route.headers.clone();
+        if let Some(extra) = caller
+            .tenant
+            .as_ref()
+            .and_then(|t| route.tenant_headers.get(t))
+        {
+            headers.extend(extra.iter().cloned());
+        }
+        match route.identity {
+            IdentityMode::None => {}
+            IdentityMode::Headers => {
+                headers.push(("x-mcp-edge-subject".into(), header_safe(&caller.subject)));
+                headers.push((
+                    "x-mcp-edge-groups".into(),
+                    header_safe(&caller.groups.join(",")),
+                ));
+                if let Some(t) = &caller.tenant {
+                    headers.push(("x-mcp-edge-tenant".into(), header_safe(t)));
+                }
+            }
+            IdentityMode::Minted => {
+                let issuer = &req.snap.public_origin;
+                let lifetime = req.snap.identity.lifetime;
+                let token = self.minter.mint(issuer, caller, &route.name, lifetime);
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+        }
+        headers
+    }
+
+    /// The documents served at well-known paths: protected resource metadata (RFC 9728) and the
+    /// gateway's JWKS. `None`: not such a path.
+    fn well_known(
+        &self,
+        path: &str,
+        snap: &Snapshot,
+    ) -> Option<Result<serde_json::Value, GatewayError>> {
+        const PRM: &str = "/.well-known/oauth-protected-resource";
+        if path == "/.well-known/jwks.json" {
+            return Some(Ok(self.minter.jwks()));
+        }
+        let suffix = path.strip_prefix(PRM)?;
+        if !(suffix.is_empty() || suffix == snap.mcp_path) {
+            return None;
+        }
+        Some(match &snap.auth {
+            AuthSettings::None => Err(GatewayError::http(
+                404,
+                "no protected resource metadata: authentication is off (auth.mode: none)",
+            )),
+            AuthSettings::Jwt(jwt) => {
+                let server = match &snap.oauth {
+                    Some(_) => snap.public_base(),
+                    None => jwt.issuer.trim_end_matches('/').to_string(),
+                };
+                Ok(serde_json::json!({
+                    "resource": snap.mcp_url,
+                    "authorization_servers": [server],
+                    "scopes_supported": jwt.scopes_supported,
+                    "bearer_methods_supported": ["header"],
+                    "resource_name": "mcp-edge",
+                }))
+            }
+        })
+    }
+
+    /// The gateway's public keys for minted identity tokens.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.minter.jwks()
+    }
+
+    /// GETs a JSON document (IdP metadata, JWKS).
+    pub async fn get_json(
+        &self,
+        up: &crate::config::snapshot::Upstream,
+    ) -> Result<serde_json::Value, String> {
+        let mut out = Outgoing::post(bytes::Bytes::new());
+        out.method = http::Method::GET;
+        out.copied = vec![("accept", "application/json")];
+        let fetch = async {
+            let mut ex = crate::upstream::Exchange::send(&self.connector, up, &out)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = ex.status();
+            let body = ex.collect().await.map_err(|e| e.to_string())?;
+            ex.finish(&self.connector, up).await;
+            if !(200..300).contains(&status) {
+                return Err(format!("{} answered HTTP {status}", up.url));
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("{} is not JSON: {e}", up.url))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+            .await
+            .map_err(|_| format!("{} did not answer in time", up.url))?
     }
 
     async fn notification(&self, req: &Request<'_>, msg: &Message<'_>, method: &str) {
@@ -452,6 +667,15 @@ impl Gateway {
             }
         });
         futures::future::join_all(sends).await;
+    }
+}
+
+/// A header value made of a caller attribute: visible ASCII kept, anything else percent-encoded.
+fn header_safe(value: &str) -> String {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        value.to_string()
+    } else {
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
     }
 }
 

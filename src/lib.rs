@@ -2,6 +2,7 @@
 //! routed by name, lists merged, sessions sealed so instances share nothing.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod ctx;
 pub mod demo;
@@ -11,6 +12,7 @@ pub mod housekeeping;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod upstream;

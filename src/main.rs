@@ -83,7 +83,7 @@ fn demo(listen: &str) -> anyhow::Result<ExitCode> {
     })?;
     let route = |name: &str, url: &str| config::Source {
         file: PathBuf::from(format!("<demo>/routes/{name}.yaml")),
-        text: format!("name: {name}\nowner: demo\nupstream:\n  url: {url}\n"),
+        text: format!("name: {name}\nowner: demo\nvisibility: [\"*\"]\nupstream:\n  url: {url}\n"),
     };
     let gateway = config::Source {
         file: PathBuf::from("<demo>/conf/demo.yaml"),

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub tool_calls: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub upstream_seconds: HistogramVec,
+    /// Authentication failures by reason (missing, expired, signature, …).
+    pub auth_failures: IntCounterVec,
     /// Rate-limit refusals by scope (`caller`, `route`, `tool`, `concurrency`).
     pub rate_limited: IntCounterVec,
     /// Shared-store failures that fell back to local limiting.
@@ -70,6 +72,11 @@ impl Metrics {
             "mcp_edge_upstream_duration_seconds",
             "Time a proxied call spent with its upstream, by route",
             &["route"],
+        );
+        let auth_failures = counter(
+            "mcp_edge_auth_failures_total",
+            "Requests refused authentication, by reason",
+            &["reason"],
         );
         let rate_limited = counter(
             "mcp_edge_rate_limited_total",
@@ -144,6 +151,7 @@ impl Metrics {
             tool_calls,
             request_seconds,
             upstream_seconds,
+            auth_failures,
             rate_limited,
             limit_store_fallbacks,
             reloads,

@@ -69,6 +69,12 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
     server.add_service(admin);
 
     server.add_service(background_service(
+        "keys",
+        crate::auth::keys::KeyRefresher {
+            gateway: gateway.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "housekeeping",
         Housekeeping {
             gateway: gateway.clone(),

@@ -41,6 +41,8 @@ pub struct Outgoing<'a> {
     pub mcp_name: Option<&'a str>,
     /// Client headers copied as they are (the per-server endpoint); they win over the above.
     pub copied: Vec<(&'static str, &'a str)>,
+    /// Credentials and identity for the upstream.
+    pub extra: &'a [(String, String)],
 }
 
 impl<'a> Outgoing<'a> {
@@ -53,6 +55,7 @@ impl<'a> Outgoing<'a> {
             mcp_method: None,
             mcp_name: None,
             copied: Vec::new(),
+            extra: &[],
         }
     }
 }
@@ -169,6 +172,9 @@ fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<
     }
     for (k, v) in &out.copied {
         h.insert_header(*k, *v)?;
+    }
+    for (k, v) in out.extra {
+        h.insert_header(k.clone(), v.as_str())?;
     }
     Ok(Box::new(h))
 }

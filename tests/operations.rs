@@ -70,7 +70,10 @@ async fn route_edits_apply_live_and_bad_yaml_keeps_the_last_good_config() {
     write_route(
         &gw,
         "beta",
-        &format!("name: beta\nupstream:\n  url: {}\n", beta.url),
+        &format!(
+            "name: beta\nvisibility: [\"*\"]\nupstream:\n  url: {}\n",
+            beta.url
+        ),
     );
     let mut seen = false;
     while started.elapsed() < Duration::from_secs(10) {
@@ -189,7 +192,7 @@ async fn fifty_reloads_under_load_fail_no_call() {
                 &gw,
                 "beta",
                 &format!(
-                    "name: beta\nupstream:\n  url: {}\n  timeout: {}s\n",
+                    "name: beta\nvisibility: [\"*\"]\nupstream:\n  url: {}\n  timeout: {}s\n",
                     beta.url,
                     10 + i
                 ),
@@ -434,7 +437,10 @@ async fn open_streams_hear_list_changed_when_routes_change() {
     write_route(
         &gw,
         "beta",
-        &format!("name: beta\nupstream:\n  url: {}\n", beta.url),
+        &format!(
+            "name: beta\nvisibility: [\"*\"]\nupstream:\n  url: {}\n",
+            beta.url
+        ),
     );
     assert!(
         eventually(10, || watcher.changes.load(Ordering::SeqCst) >= 1).await,
@@ -481,7 +487,7 @@ async fn kubernetes_configmap_symlink_swaps_reload() {
     std::fs::write(
         v1.join("beta.yaml"),
         format!(
-            "name: beta\ntool_prefix: one\nupstream:\n  url: {}\n",
+            "name: beta\nvisibility: [\"*\"]\ntool_prefix: one\nupstream:\n  url: {}\n",
             beta.url
         ),
     )
@@ -498,7 +504,7 @@ async fn kubernetes_configmap_symlink_swaps_reload() {
     std::fs::write(
         v2.join("beta.yaml"),
         format!(
-            "name: beta\ntool_prefix: two\nupstream:\n  url: {}\n",
+            "name: beta\nvisibility: [\"*\"]\ntool_prefix: two\nupstream:\n  url: {}\n",
             beta.url
         ),
     )

@@ -2,6 +2,7 @@
 //! names the file, the line where the parser knows it, and the YAML path.
 
 use super::raw::{RawAuthMode, RawGateway, RawRoute};
+use super::security;
 use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts, Upstream};
 use crate::limits::{Limiter, Rate};
 use base64::Engine;
@@ -132,13 +133,13 @@ fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
     })
 }
 
-struct Errors<'f> {
+pub(super) struct Errors<'f> {
     file: &'f Path,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn push(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: &str, message: impl Into<String>) {
         self.list.push(ConfigError {
             file: self.file.to_path_buf(),
             at: None,
@@ -194,10 +195,20 @@ fn compile_parsed(
             );
         }
     }
-    if raw.auth.mode == RawAuthMode::Jwt {
+    let base = gateway_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let oauth_without_jwt = raw.oauth_proxy.is_some() && raw.auth.mode != RawAuthMode::Jwt;
+    let auth = security::compile_auth(raw.auth, &mcp_url, base, &mut errs);
+    let identity = security::compile_identity(raw.identity, base, &mut errs);
+    let oauth = raw
+        .oauth_proxy
+        .and_then(|o| security::compile_oauth(o, base, &mut errs));
+    if oauth_without_jwt {
         errs.push(
-            "auth.mode",
-            "`jwt` is not available in this build; use `none` (development only)",
+            "oauth_proxy",
+            "needs `auth.mode: jwt` (the gateway validates the tokens it brokers)",
         );
     }
     let mut session_keys = Vec::new();
@@ -304,6 +315,9 @@ fn compile_parsed(
         },
         caller_limit,
         limit_store: raw.limits.store,
+        auth,
+        identity,
+        oauth,
         routes,
         by_prefix: HashMap::new(),
         by_name: HashMap::new(),
@@ -342,6 +356,7 @@ fn compile_route(raw: RawRoute, default_timeout: Duration, errs: &mut Errors) ->
     if !valid_ident(&raw.name) {
         errs.push("name", format!("`{}` {IDENT}", raw.name));
     }
+    let security = security::compile_route_security(&raw, errs);
     let prefix = raw.tool_prefix.unwrap_or_else(|| raw.name.clone());
     if !valid_ident(&prefix) {
         errs.push("tool_prefix", format!("`{prefix}` {IDENT}"));
@@ -377,10 +392,25 @@ fn compile_route(raw: RawRoute, default_timeout: Duration, errs: &mut Errors) ->
         limit,
         tool_limits,
         max_concurrency: raw.upstream.max_concurrency,
+        policy: security.policy,
+        identity: raw.identity,
+        headers: security.headers,
+        tenant_headers: security.tenant_headers,
     })
 }
 
-fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
+/// Reads and parses one extra YAML file (an OAuth profile); the error says where.
+pub(super) fn parse_file<T: DeserializeOwned>(file: &Path) -> Result<T, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    parse(&Source {
+        file: file.to_path_buf(),
+        text,
+    })
+    .map_err(|e| e.to_string())
+}
+
+pub(super) fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
     let url = url::Url::parse(raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
     let tls = match url.scheme() {
         "http" => false,

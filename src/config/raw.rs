@@ -28,6 +28,10 @@ pub struct RawGateway {
     pub sessions: RawSessions,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub identity: RawIdentitySettings,
+    #[serde(default)]
+    pub oauth_proxy: Option<RawOAuthProxy>,
     /// Gateway-wide limits: the per-caller bucket and where buckets live.
     #[serde(default)]
     pub limits: RawLimits,
@@ -133,6 +137,132 @@ pub struct RawAuth {
     /// `none` (development: one anonymous caller) or `jwt`.
     #[serde(default)]
     pub mode: RawAuthMode,
+    /// The IdP's issuer (`iss`); its metadata names the JWKS when `jwks_uri` is absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; default: the gateway's MCP URL.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// A JWKS file (relative to this file) instead of fetching keys: offline use.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Accepted signature algorithms: any of RS256, PS256, ES256, EdDSA (default: all four).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf` (default 30s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub leeway: Option<Duration>,
+    /// How often keys are fetched again (default 10m); unknown `kid`s also trigger a fetch.
+    #[serde(default, with = "humantime_serde::option")]
+    pub jwks_refresh: Option<Duration>,
+    #[serde(default)]
+    pub claims: RawClaims,
+    /// Scopes advertised in the protected resource metadata.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+}
+
+/// Claim names in the IdP's tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClaims {
+    pub subject: String,
+    /// A list of strings (or one string).
+    pub groups: String,
+    /// A space-separated string or a list (`scp` on Entra ID).
+    pub scopes: String,
+    pub tenant: String,
+    pub client_id: String,
+}
+
+impl Default for RawClaims {
+    fn default() -> Self {
+        Self {
+            subject: "sub".into(),
+            groups: "groups".into(),
+            scopes: "scope".into(),
+            tenant: "tid".into(),
+            client_id: "azp".into(),
+        }
+    }
+}
+
+/// How the gateway presents callers to upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentitySettings {
+    /// PEM file of the Ed25519 key that signs minted identity tokens (PKCS#8); absent: a key made
+    /// at start (upstreams then refetch the JWKS after a restart).
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Life of a minted token (default 60s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub token_lifetime: Option<Duration>,
+}
+
+/// The gateway as OAuth authorization server in front of the real IdP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuthProxy {
+    /// A profile file in `conf/oauth-profiles/` (entra, okta, keycloak, auth0, generic).
+    pub profile: String,
+    /// Values the profile's URLs use (`{tenant}`, `{domain}`, `{issuer}`, …).
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
+    /// The gateway's client at the IdP.
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Overrides the profile: what to do with the RFC 8707 `resource` parameter.
+    #[serde(default)]
+    pub resource: Option<ResourceMode>,
+    /// The IdP audience or scope the resource maps to (for `audience` and `scope`).
+    #[serde(default)]
+    pub resource_value: Option<String>,
+    /// Scope rewriting, client scope → IdP scope.
+    #[serde(default)]
+    pub scope_map: std::collections::BTreeMap<String, String>,
+    /// Scopes always requested from the IdP besides the client's.
+    #[serde(default)]
+    pub extra_scopes: Vec<String>,
+}
+
+/// What happens to the `resource` parameter on its way to the IdP.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceMode {
+    Pass,
+    Strip,
+    Audience,
+    Scope,
+}
+
+/// A profile file: how one kind of IdP is spoken to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuthProfile {
+    /// Human name, for logs.
+    pub name: String,
+    /// URLs, with `{var}` placeholders filled from `oauth_proxy.vars`.
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub resource: ResourceMode,
+    /// The parameter name used by `resource: audience` (default `audience`).
+    #[serde(default)]
+    pub audience_parameter: Option<String>,
+    /// Whether `prompt=consent` is removed before the IdP sees it.
+    #[serde(default)]
+    pub drop_prompt_consent: bool,
+    /// Scopes always requested (e.g. `openid`, `offline_access`).
+    #[serde(default)]
+    pub extra_scopes: Vec<String>,
+    /// How the gateway's client authenticates at the token endpoint: `client_secret_post` or
+    /// `client_secret_basic`.
+    #[serde(default)]
+    pub token_auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -184,6 +314,58 @@ pub struct RawRoute {
     /// Per-caller limits on this route and on single tools of it.
     #[serde(default)]
     pub limits: RawRouteLimits,
+    /// Groups that see this route (`"*"`: every authenticated caller); empty: nobody.
+    #[serde(default)]
+    pub visibility: Vec<String>,
+    /// Scopes granting each class; absent: every class to whoever sees the route.
+    #[serde(default)]
+    pub access: Option<RawAccess>,
+    /// Per-tool overrides, by upstream tool name.
+    #[serde(default)]
+    pub tools: std::collections::BTreeMap<String, RawToolRule>,
+    /// What the upstream learns about the caller: `none`, `headers` or `minted`.
+    #[serde(default)]
+    pub identity: IdentityMode,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub destroy: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToolRule {
+    /// The tool's class, overriding the upstream's annotations.
+    #[serde(default)]
+    pub access: Option<crate::policy::Class>,
+    /// `required`: the user must approve each call.
+    #[serde(default)]
+    pub approval: Option<Approval>,
+    /// Removes the tool for everyone.
+    #[serde(default)]
+    pub deny: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityMode {
+    #[default]
+    None,
+    Headers,
+    Minted,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,4 +392,11 @@ pub struct RawUpstream {
     /// Calls in flight to this upstream at most (from this instance); excess calls are refused.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Headers sent with every request (static credentials: `${env:NAME}`, `${file:/path}`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Headers per tenant (the token's tenant claim), added to `headers`.
+    #[serde(default)]
+    pub tenant_headers:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }

@@ -1,7 +1,9 @@
 //! The immutable runtime view of the configuration. Built only by `compile.rs`, shared through an
 //! `ArcSwap`, taken once per request so one request sees one config from start to end.
 
+use super::raw::{IdentityMode, ResourceMode};
 use crate::limits::Limiter;
+use crate::policy::RoutePolicy;
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +40,9 @@ pub struct Snapshot {
     pub caller_limit: Option<Limiter>,
     /// `redis://…` for buckets shared between instances.
     pub limit_store: Option<String>,
+    pub auth: AuthSettings,
+    pub identity: IdentitySettings,
+    pub oauth: Option<OAuthProxy>,
     pub routes: Vec<Route>,
     pub(super) by_prefix: HashMap<String, usize>,
     pub(super) by_name: HashMap<String, usize>,
@@ -73,6 +78,78 @@ pub struct Route {
     pub tool_limits: HashMap<String, Limiter>,
     /// Calls in flight to the upstream at most.
     pub max_concurrency: Option<u32>,
+    pub policy: RoutePolicy,
+    /// What the upstream learns about the caller.
+    pub identity: IdentityMode,
+    /// Static headers (credentials) for every upstream request, secrets expanded.
+    pub headers: Vec<(String, String)>,
+    /// Further headers per caller tenant.
+    pub tenant_headers: HashMap<String, Vec<(String, String)>>,
+}
+
+/// How callers are authenticated.
+#[derive(Debug)]
+pub enum AuthSettings {
+    /// Development: one anonymous caller.
+    None,
+    Jwt(Box<JwtSettings>),
+}
+
+#[derive(Debug)]
+pub struct JwtSettings {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySource,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    pub refresh: Duration,
+    pub claims: Claims,
+    pub scopes_supported: Vec<String>,
+}
+
+/// Where verification keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// The IdP's OpenID/OAuth metadata names the JWKS.
+    Discover(Upstream),
+    Jwks(Upstream),
+    Static(jsonwebtoken::jwk::JwkSet),
+}
+
+/// Claim names in the IdP's tokens.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    pub subject: String,
+    pub groups: String,
+    pub scopes: String,
+    pub tenant: String,
+    pub client_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// Ed25519 PKCS#8 PEM for minted tokens; none: made at start.
+    pub signing_key_pem: Option<String>,
+    pub lifetime: Duration,
+}
+
+/// The gateway as authorization server in front of an IdP.
+#[derive(Debug)]
+pub struct OAuthProxy {
+    pub profile: String,
+    pub issuer: String,
+    pub authorize_url: String,
+    pub token: Upstream,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// Client credentials in HTTP Basic (else in the form).
+    pub basic_auth: bool,
+    pub resource: ResourceMode,
+    pub resource_value: Option<String>,
+    pub audience_parameter: String,
+    pub drop_prompt_consent: bool,
+    pub scope_map: HashMap<String, String>,
+    pub extra_scopes: Vec<String>,
 }
 
 impl Route {
@@ -163,6 +240,30 @@ impl Snapshot {
         (!rest.is_empty()).then_some((route, rest))
     }
 
+    /// `{origin}/.well-known/oauth-protected-resource{mcp_path}` (RFC 9728, path-suffixed).
+    pub fn resource_metadata_url(&self) -> String {
+        format!(
+            "{}/.well-known/oauth-protected-resource{}",
+            self.public_origin, self.mcp_path
+        )
+    }
+
+    /// The public URL without a trailing slash: the gateway's issuer as authorization server.
+    pub fn public_base(&self) -> String {
+        self.mcp_url
+            .strip_suffix("/mcp")
+            .unwrap_or(&self.mcp_url)
+            .to_string()
+    }
+
+    /// Scopes to advertise, when callers are authenticated.
+    pub fn scopes_supported(&self) -> Option<&[String]> {
+        match &self.auth {
+            AuthSettings::Jwt(s) => Some(&s.scopes_supported),
+            AuthSettings::None => None,
+        }
+    }
+
     /// Whether a browser `Origin` may talk to the gateway.
     pub fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/');
@@ -172,6 +273,11 @@ impl Snapshot {
                 .iter()
                 .any(|o| o.eq_ignore_ascii_case(origin))
     }
+}
+
+/// An upstream (or IdP endpoint) for a URL, its host resolved now: blocking, call off the data path.
+pub fn upstream_for(url: &str) -> Result<Upstream, String> {
+    super::compile::compile_upstream(url)
 }
 
 /// The exposed form of an upstream tool or prompt name, if it is a valid MCP name

@@ -2,12 +2,14 @@
 //! rewrite the request with the gateway's own id and progress token, and stream the upstream's
 //! answer back event by event with ids and tokens mapped back to the client's.
 
+use super::approval::{APPROVAL_PREFIX, Approval};
 use super::{Era, Gateway, Link, Request, peer_label, respond};
 use crate::config::Route;
 use crate::ctx::{Outcome, Record};
 use crate::error::GatewayError;
 use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
 use crate::mcp::sse;
+use crate::policy::{Class, Decision};
 use crate::upstream::{Exchange, Outgoing};
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -35,6 +37,8 @@ struct Call<'a> {
     /// The upstream's name of the tool or prompt (for `Mcp-Name`).
     name: Option<&'a str>,
     body: Bytes,
+    /// The client's answer is already an open event stream (an approval was asked on it).
+    streaming: bool,
     rw: Rewriter<'a>,
 }
 
@@ -83,6 +87,11 @@ impl Rewriter<'_> {
             }
         }
     }
+}
+
+/// A request's params, for reading a field (empty when they are not an object).
+fn params_for_name<'a>(msg: &Message<'a>) -> RawParams<'a> {
+    jsonrpc::split_params(msg.params).unwrap_or_default()
 }
 
 /// Whether a result says `isError: true` (read without building the rest of it).
@@ -139,6 +148,9 @@ impl Gateway {
         let stateless = matches!(req.era, Era::Stateless);
         let (route, upstream_name) = self.resolve(req, &mut params, method, id, stateless)?;
         rec.route = Some(route.index);
+        let needs_approval = self
+            .authorize(req, route, method, upstream_name.as_deref(), msg, id)
+            .await?;
         if method == "tools/call" {
             rec.tool = upstream_name
                 .as_deref()
@@ -146,7 +158,10 @@ impl Gateway {
                 .map(str::to_string);
         }
         let tool = upstream_name.as_deref().filter(|_| method == "tools/call");
-        if let Err(refusal) = self.take_tokens(req.snap, route, tool, req.caller).await {
+        if let Err(refusal) = self
+            .take_tokens(req.snap, route, tool, req.caller_key)
+            .await
+        {
             self.metrics
                 .rate_limited
                 .with_label_values(&[refusal.scope.as_str()])
@@ -169,6 +184,23 @@ impl Gateway {
             }
             None => None,
         };
+        // Approval comes last, so nobody is asked about a call that a limit would refuse anyway.
+        let streaming = if needs_approval {
+            let exposed = jsonrpc::str_param(&params_for_name(msg), "name").unwrap_or_default();
+            match self.approve(s, req, route, &exposed, id).await {
+                Approval::Approved => true,
+                Approval::Refused(e) => {
+                    rec.outcome = Some(Outcome::Refused);
+                    return Err(e);
+                }
+                Approval::Ended => {
+                    rec.outcome = Some(Outcome::Refused);
+                    return Ok(());
+                }
+            }
+        } else {
+            false
+        };
         let upstream_id = jsonrpc::to_raw(&upstream_id(id));
         let client_token = swap_progress_token(&mut params, &upstream_id);
         let call = Call {
@@ -176,6 +208,7 @@ impl Gateway {
             method,
             name: upstream_name.as_deref(),
             body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
+            streaming,
             rw: Rewriter {
                 route: &route.name,
                 upstream_id: &upstream_id,
@@ -191,10 +224,66 @@ impl Gateway {
                 rec.outcome = Some(outcome);
                 Ok(())
             }
+            Err((outcome, e)) if streaming => {
+                // The answer is already an event stream: the error is its last event.
+                rec.outcome = Some(outcome);
+                let mut out = Vec::new();
+                sse::write_event(&mut out, &e.body());
+                let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+                Ok(())
+            }
             Err((outcome, e)) => {
                 rec.outcome = Some(outcome);
                 Err(e)
             }
+        }
+    }
+
+    /// Policy for a resolved call: hidden tools are unknown, classes beyond the caller's scopes
+    /// are a 403 step-up. `Ok(true)`: allowed once the user approves.
+    async fn authorize(
+        &self,
+        req: &Request<'_>,
+        route: &Route,
+        method: &str,
+        upstream_name: Option<&str>,
+        msg: &Message<'_>,
+        id: &RawValue,
+    ) -> Result<bool, GatewayError> {
+        let exposed = || jsonrpc::str_param(&params_for_name(msg), "name").unwrap_or_default();
+        if method != "tools/call" {
+            return if route.policy.grants(&req.caller, Class::Read) {
+                Ok(false)
+            } else {
+                let scopes = route.policy.scopes_for(Class::Read);
+                Err(GatewayError::insufficient_scope(
+                    req.snap,
+                    id,
+                    &format!("`{method}` on `{}`", route.name),
+                    &scopes,
+                ))
+            };
+        }
+        let tool = upstream_name.unwrap_or_default();
+        let listed = if route
+            .policy
+            .tools
+            .get(tool)
+            .is_some_and(|r| r.class.is_some())
+        {
+            None
+        } else {
+            self.listing(req, route, tool).await
+        };
+        match route.policy.decide(&req.caller, tool, listed.as_ref()) {
+            Decision::Hidden => Err(unknown(id, "tool", &exposed(), false)),
+            Decision::NeedsScope { class, scopes } => Err(GatewayError::insufficient_scope(
+                req.snap,
+                id,
+                &format!("tool `{}` ({} access)", exposed(), class.as_str()),
+                &scopes,
+            )),
+            Decision::Allow { approval, .. } => Ok(approval),
         }
     }
 
@@ -230,7 +319,9 @@ impl Gateway {
             } else {
                 snap.resolve_name(&exposed)
             };
-            let (route, upstream) = found.ok_or_else(|| unknown(id, what, &exposed, stateless))?;
+            let (route, upstream) = found
+                .filter(|(r, _)| r.policy.visible_to(&req.caller))
+                .ok_or_else(|| unknown(id, what, &exposed, stateless))?;
             reference[field] = Value::String(upstream.to_string());
             params.insert("ref".into(), Cow::Owned(jsonrpc::to_raw(&reference)));
             return Ok((route, None));
@@ -247,7 +338,10 @@ impl Gateway {
         } else {
             snap.resolve_name(&exposed)
         };
-        let (route, upstream) = found.ok_or_else(|| unknown(id, what, &exposed, stateless))?;
+        // A route the caller cannot see does not exist for them.
+        let (route, upstream) = found
+            .filter(|(r, _)| r.policy.visible_to(&req.caller))
+            .ok_or_else(|| unknown(id, what, &exposed, stateless))?;
         params.insert(key.into(), Cow::Owned(jsonrpc::to_raw(upstream)));
         Ok((route, Some(upstream.to_string())))
     }
@@ -294,13 +388,7 @@ impl Gateway {
                 Ok(Ok(ex)) => ex,
             };
             let status = ex.status();
-            let has_session = matches!(
-                link,
-                Link::Session {
-                    session: Some(_),
-                    ..
-                }
-            );
+            let has_session = link.has_session();
             if status == 404 && has_session {
                 ex.finish(&self.connector, &route.upstream).await;
                 if relinked {
@@ -336,6 +424,12 @@ impl Gateway {
         };
         ex.finish(&self.connector, &route.upstream).await;
         match call.rw.message(&body) {
+            Some((answer, Some(outcome))) if call.streaming => {
+                let mut out = Vec::new();
+                sse::write_event(&mut out, &answer);
+                let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+                Ok(outcome)
+            }
             Some((answer, Some(outcome))) => {
                 respond::json(s, 200, answer.into_owned(), &[]).await.ok();
                 Ok(outcome)
@@ -367,7 +461,7 @@ impl Gateway {
         link: &Link,
     ) -> Outcome {
         let (route, rw) = (call.route, &call.rw);
-        if respond::sse_start(s, &[]).await.is_err() {
+        if !call.streaming && respond::sse_start(s, &[]).await.is_err() {
             self.cancel(route, link, rw.upstream_id).await;
             return Outcome::Cancelled;
         }
@@ -451,6 +545,18 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let bad = || GatewayError::http(400, "Bad Request: response to an unknown request id");
         let id: String = serde_json::from_str(msg.id_text()).map_err(|_| bad())?;
+        if let Some(n) = id.strip_prefix(APPROVAL_PREFIX) {
+            let result = msg
+                .result
+                .and_then(|r| serde_json::from_str(r.get()).ok())
+                .unwrap_or(Value::Null);
+            let n = n.parse().map_err(|_| bad())?;
+            return if self.answer_approval(n, result) {
+                Ok(())
+            } else {
+                Err(bad())
+            };
+        }
         let rest = id.strip_prefix(RELAY_PREFIX).ok_or_else(bad)?;
         let (route_name, original) = rest.split_once(':').ok_or_else(bad)?;
         let route = req.snap.route(route_name).ok_or_else(bad)?;

@@ -2,12 +2,13 @@
 //! session issued), links to upstreams (re-opened once when an upstream forgets its session),
 //! `server/discover` for stateless clients, and DELETE.
 
-use super::{Era, Gateway, Link, Request, peer_label, respond};
+use super::{Era, Gateway, Link, LinkKind, Request, peer_label, respond};
 use crate::config::{Route, Snapshot};
 use crate::error::GatewayError;
 use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::{SessionState, UpstreamSession, now_secs};
 use crate::mcp::{self, SESSION_VERSION, STATELESS_VERSION};
+use crate::policy::Caller;
 use crate::upstream::{self, Outgoing, UpstreamError};
 use pingora::proxy::Session;
 use rmcp::model::{DiscoverResult, Implementation, ProtocolVersion, ServerCapabilities};
@@ -61,11 +62,12 @@ impl Gateway {
                 .unwrap_or(ClientHello::gateway().client_info),
         };
         let snap = req.snap;
-        let opened = futures::future::join_all(snap.routes.iter().map(|route| async {
-            let r =
-                tokio::time::timeout(snap.timeouts.initialize, self.open_upstream(route, &hello))
-                    .await
-                    .unwrap_or(Err(UpstreamError::Timeout));
+        let opened = futures::future::join_all(self.routes(req).map(|route| async {
+            let headers = self.upstream_headers(req, route);
+            let open = self.open_upstream(route, &hello, &headers);
+            let r = tokio::time::timeout(snap.timeouts.initialize, open)
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout));
             if let Err(e) = &r {
                 log::warn!("initialize of upstream {} failed: {e}", peer_label(route));
             }
@@ -80,6 +82,7 @@ impl Gateway {
         }
         let state = SessionState {
             id: rand::random(),
+            owner: super::caller_key(("sub", &req.caller.subject)),
             version: version.to_string(),
             expires: now_secs() + snap.session_ttl.as_secs(),
             capabilities: hello.capabilities.to_string(),
@@ -104,10 +107,12 @@ impl Gateway {
     }
 
     /// Opens a session with one upstream on behalf of a client: initialize, then initialized.
+    /// `headers` carry the caller's identity and the route's credentials.
     async fn open_upstream(
         &self,
         route: &Route,
         hello: &ClientHello,
+        headers: &[(String, String)],
     ) -> Result<(UpstreamSession, Value), UpstreamError> {
         let id = self.own_id();
         let params = json!({
@@ -115,7 +120,8 @@ impl Gateway {
             "capabilities": hello.capabilities,
             "clientInfo": hello.client_info,
         });
-        let out = Outgoing::post(jsonrpc::request(&id, "initialize", Some(&params)));
+        let mut out = Outgoing::post(jsonrpc::request(&id, "initialize", Some(&params)));
+        out.extra = headers;
         let reply = upstream::rpc(&self.connector, &route.upstream, &out, &id).await?;
         let result: Value = reply
             .outcome
@@ -133,6 +139,7 @@ impl Gateway {
         ));
         out.session = reply.session.as_deref();
         out.protocol_version = Some(&version);
+        out.extra = headers;
         upstream::fire(&self.connector, &route.upstream, &out).await?;
         let caps = result.get("capabilities").cloned().unwrap_or(json!({}));
         Ok((
@@ -147,8 +154,8 @@ impl Gateway {
 
     /// How this request reaches `route`, opening what is missing.
     pub(super) async fn link(&self, req: &Request<'_>, route: &Route) -> Option<Link> {
-        match &req.era {
-            Era::Opening => None,
+        let kind = match &req.era {
+            Era::Opening => return None,
             Era::Session { state, .. } => {
                 let local = self
                     .local()
@@ -156,41 +163,47 @@ impl Gateway {
                     .get(&(state.id, route.name.clone()))
                     .map(|(u, _)| u.clone());
                 match local.or_else(|| state.upstream(&route.name).cloned()) {
-                    Some(u) => Some(Link::Session {
+                    Some(u) => LinkKind::Session {
                         session: u.session,
                         version: u.version,
-                    }),
-                    None => self.relink(req, route).await,
+                    },
+                    None => return self.relink(req, route).await,
                 }
             }
             Era::Stateless => {
                 let key = (route.name.clone(), route.upstream.addr.to_string());
                 let cached = self.local().stateless.get(&key).cloned();
                 match cached {
-                    Some(link) => Some(link),
-                    None => self.relink(req, route).await,
+                    Some(kind) => kind,
+                    None => return self.relink(req, route).await,
                 }
             }
-        }
+        };
+        Some(Link {
+            kind,
+            headers: self.upstream_headers(req, route),
+        })
     }
 
     /// Replaces this request's link to `route` (after the upstream answered 404, or when there
     /// was none), remembering the new one on this instance only.
     pub(super) async fn relink(&self, req: &Request<'_>, route: &Route) -> Option<Link> {
         let timeout = req.snap.timeouts.initialize;
-        match &req.era {
-            Era::Opening => None,
+        let headers = self.upstream_headers(req, route);
+        let kind = match &req.era {
+            Era::Opening => return None,
             Era::Session { state, .. } => {
                 let hello = ClientHello {
                     capabilities: serde_json::from_str(&state.capabilities).unwrap_or(json!({})),
                     ..ClientHello::gateway()
                 };
-                let (session, _) = tokio::time::timeout(timeout, self.open_upstream(route, &hello))
+                let opened = self.open_upstream(route, &hello, &headers);
+                let (session, _) = tokio::time::timeout(timeout, opened)
                     .await
                     .ok()?
                     .map_err(|e| log::warn!("re-initialize of {} failed: {e}", peer_label(route)))
                     .ok()?;
-                let link = Link::Session {
+                let kind = LinkKind::Session {
                     session: session.session.clone(),
                     version: session.version.clone(),
                 };
@@ -205,31 +218,37 @@ impl Gateway {
                 local
                     .replaced
                     .insert((state.id, route.name.clone()), (session, state.expires));
-                Some(link)
+                kind
             }
             Era::Stateless => {
-                let link = tokio::time::timeout(timeout, self.stateless_link(route))
+                let kind = tokio::time::timeout(timeout, self.stateless_link(route, &headers))
                     .await
                     .ok()?
                     .map_err(|e| log::warn!("cannot reach {} statelessly: {e}", peer_label(route)))
                     .ok()?;
                 let key = (route.name.clone(), route.upstream.addr.to_string());
-                self.local().stateless.insert(key, link.clone());
-                Some(link)
+                self.local().stateless.insert(key, kind.clone());
+                kind
             }
-        }
+        };
+        Some(Link { kind, headers })
     }
 
     /// For stateless clients: the upstream's own stateless mode when it has one (discovered),
     /// else one session of this instance's with it.
-    async fn stateless_link(&self, route: &Route) -> Result<Link, UpstreamError> {
+    async fn stateless_link(
+        &self,
+        route: &Route,
+        headers: &[(String, String)],
+    ) -> Result<LinkKind, UpstreamError> {
         let id = self.own_id();
         let params = json!({"_meta": {
             mcp::META_PROTOCOL_VERSION: STATELESS_VERSION,
             "io.modelcontextprotocol/clientCapabilities": {},
         }});
         let mut out = Outgoing::post(jsonrpc::request(&id, "server/discover", Some(&params)));
-        Link::Stateless.apply(&mut out, "server/discover", None);
+        LinkKind::Stateless.apply(&mut out, "server/discover", None);
+        out.extra = headers;
         if let Ok(reply) = upstream::rpc(&self.connector, &route.upstream, &out, &id).await
             && let Ok(result) = reply.outcome
             && let Ok(found) = serde_json::from_str::<DiscoverResult>(result.get())
@@ -238,10 +257,12 @@ impl Gateway {
                 .iter()
                 .any(|v| v.as_str() == STATELESS_VERSION)
         {
-            return Ok(Link::Stateless);
+            return Ok(LinkKind::Stateless);
         }
-        let (session, _) = self.open_upstream(route, &ClientHello::gateway()).await?;
-        Ok(Link::Session {
+        let (session, _) = self
+            .open_upstream(route, &ClientHello::gateway(), headers)
+            .await?;
+        Ok(LinkKind::Session {
             session: session.session,
             version: session.version,
         })
@@ -252,10 +273,9 @@ impl Gateway {
         &self,
         s: &mut Session,
         snap: &Snapshot,
+        caller: &Caller,
     ) -> Result<(), GatewayError> {
-        let state = super::edge::header(s, "mcp-session-id")
-            .and_then(|t| self.sealer.open(t))
-            .ok_or_else(|| GatewayError::http(404, "Session not found"))?;
+        let (state, _) = self.session_of(s, caller)?;
         {
             let mut local = self.local();
             let now = now_secs();

@@ -5,6 +5,7 @@ use super::{Gateway, edge, respond};
 use crate::config::Snapshot;
 use crate::error::GatewayError;
 use crate::mcp::{jsonrpc, sse};
+use crate::policy::Caller;
 use bytes::Bytes;
 use pingora::proxy::Session;
 use std::time::Duration;
@@ -34,6 +35,7 @@ impl Gateway {
         &self,
         s: &mut Session,
         snap: &Snapshot,
+        caller: &Caller,
     ) -> Result<(), GatewayError> {
         let accepts_sse = edge::header(s, "accept").is_some_and(|a| {
             a.split(',').any(|t| {
@@ -48,18 +50,7 @@ impl Gateway {
                 "Not Acceptable: GET needs Accept: text/event-stream",
             ));
         }
-        let token = edge::header(s, "mcp-session-id").ok_or_else(|| {
-            GatewayError::http(
-                400,
-                "Bad Request: missing Mcp-Session-Id; a stream belongs to a session",
-            )
-        })?;
-        self.sealer
-            .open(token)
-            .filter(|st| !self.local().ended.contains_key(&st.id))
-            .ok_or_else(|| {
-                GatewayError::http(404, "Session not found: initialize a new session")
-            })?;
+        self.session_of(s, caller)?;
         let mut generation = self.subscribe();
         let mut seen = fingerprint(snap);
         if respond::sse_start(s, &[]).await.is_err() {

@@ -1,14 +1,18 @@
 //! Merged lists: every upstream asked at once, all its pages followed, names prefixed, one page
 //! answered. An upstream that fails or is slow costs only its own entries.
 
-use super::{Gateway, Link, Request, peer_label};
+use super::{Gateway, LinkKind, Request, peer_label};
 use crate::config::Route;
 use crate::config::snapshot::{expose_name, expose_uri};
 use crate::error::GatewayError;
 use crate::mcp::jsonrpc::{self, Message};
+use crate::policy::{Class, Decision};
 use crate::upstream::{self, Outgoing, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// How long a route's tool list decides classes before it is listed again.
+const CATALOG_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Pages followed per upstream before its list is cut (a loop guard, not a limit in practice).
 const MAX_PAGES: usize = 100;
@@ -67,7 +71,11 @@ impl Gateway {
         let meta = params.get("_meta").map(|m| m.as_ref());
         let shape = shape(method);
         let timeout = req.snap.timeouts.list;
-        let routes: Vec<&Route> = self.routes(req).collect();
+        // Prompts and resources are read-class: a caller without read on a route sees none.
+        let routes: Vec<&Route> = self
+            .routes(req)
+            .filter(|r| shape.key == "tools" || r.policy.grants(&req.caller, Class::Read))
+            .collect();
         let per_route = futures::future::join_all(routes.iter().map(|route| async move {
             let r =
                 tokio::time::timeout(timeout, self.collect(req, route, method, shape.key, meta))
@@ -81,10 +89,21 @@ impl Gateway {
         .await;
         let mut merged = Vec::new();
         for (route, items) in routes.iter().zip(per_route) {
+            if shape.key == "tools" {
+                self.remember_tools(route, &items);
+            }
             for mut item in items {
                 let Some(original) = item.get(shape.field).and_then(Value::as_str) else {
                     continue;
                 };
+                let allowed = shape.key != "tools"
+                    || matches!(
+                        route.policy.decide(&req.caller, original, Some(&item)),
+                        Decision::Allow { .. }
+                    );
+                if !allowed {
+                    continue;
+                }
                 let exposed = if shape.is_uri {
                     Some(expose_uri(&route.prefix, original))
                 } else {
@@ -105,6 +124,41 @@ impl Gateway {
         let mut result = Map::new();
         result.insert(shape.key.into(), Value::Array(merged));
         Ok(jsonrpc::to_raw(&result))
+    }
+
+    /// Keeps a route's tool list for annotation-derived classes at call time.
+    fn remember_tools(&self, route: &Route, items: &[Value]) {
+        let tools = items
+            .iter()
+            .filter_map(|t| Some((t["name"].as_str()?.to_string(), t.clone())))
+            .collect();
+        self.catalog
+            .insert(route.name.clone(), (std::time::Instant::now(), tools));
+    }
+
+    /// The upstream's listing of one tool (annotations included), from the catalog when fresh,
+    /// else listed again for this caller.
+    pub(super) async fn listing(
+        &self,
+        req: &Request<'_>,
+        route: &Route,
+        tool: &str,
+    ) -> Option<Value> {
+        if let Some(entry) = self.catalog.get(&route.name)
+            && entry.0.elapsed() < CATALOG_TTL
+        {
+            return entry.1.get(tool).cloned();
+        }
+        let timeout = req.snap.timeouts.list;
+        let items = tokio::time::timeout(
+            timeout,
+            self.collect(req, route, "tools/list", "tools", None),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        self.remember_tools(route, &items);
+        items.into_iter().find(|t| t["name"] == tool)
     }
 
     /// Every page of one upstream's list.
@@ -140,7 +194,7 @@ impl Gateway {
             };
             let reply = match sent {
                 Err(UpstreamError::Status(404))
-                    if !relinked && matches!(link, Link::Session { .. }) =>
+                    if !relinked && matches!(link.kind, LinkKind::Session { .. }) =>
                 {
                     link = self
                         .relink(req, route)

@@ -4,6 +4,7 @@
 use super::{Gateway, edge, peer_label};
 use crate::config::{Route, Snapshot};
 use crate::error::GatewayError;
+use crate::policy::Caller;
 use crate::upstream::{Exchange, Outgoing};
 use pingora::proxy::Session;
 
@@ -36,8 +37,26 @@ impl Gateway {
         s: &mut Session,
         snap: &Snapshot,
         route: &Route,
+        caller: &Caller,
     ) -> Result<(), GatewayError> {
         edge::check_origin(s, snap)?;
+        if !route.policy.visible_to(caller) {
+            return Err(GatewayError::http(
+                404,
+                format!("no MCP endpoint at this path; use {}", snap.mcp_url),
+            ));
+        }
+        // The per-server endpoint passes bodies through unread, so it cannot apply per-tool
+        // policy: routes that have any are served through the merged endpoint only.
+        if route.policy.access.is_some() || !route.policy.tools.is_empty() {
+            return Err(GatewayError::http(
+                403,
+                format!(
+                    "route `{}` has per-tool policy; use {}",
+                    route.name, snap.mcp_url
+                ),
+            ));
+        }
         let method = s.req_header().method.clone();
         if !matches!(method.as_str(), "POST" | "GET" | "DELETE") {
             return Err(GatewayError::http(405, "use POST, GET or DELETE"));

@@ -18,6 +18,9 @@ pub struct SessionState {
     /// Random id, the key of the few things an instance remembers locally about a session.
     #[serde(rename = "i")]
     pub id: u128,
+    /// Hash of the subject who opened it: only they may use it.
+    #[serde(rename = "o")]
+    pub owner: u64,
     /// Protocol version negotiated with the client.
     #[serde(rename = "v")]
     pub version: String,
@@ -122,6 +125,7 @@ mod tests {
     fn state() -> SessionState {
         SessionState {
             id: 42,
+            owner: 7,
             version: "2025-11-25".into(),
             expires: now_secs() + 60,
             capabilities: "{}".into(),

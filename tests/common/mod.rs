@@ -57,7 +57,13 @@ impl Gateway {
         );
         std::fs::write(conf.join("mcp-edge.yaml"), gateway_yaml).expect("write conf");
         for (name, url, extra) in &setup.routes {
-            let yaml = format!("name: {name}\nupstream:\n  url: {url}\n{extra}\n");
+            // Visible to everyone unless the test says otherwise (routes are hidden by default).
+            let visibility = if extra.contains("visibility:") {
+                ""
+            } else {
+                "visibility: [\"*\"]\n"
+            };
+            let yaml = format!("name: {name}\n{visibility}upstream:\n  url: {url}\n{extra}\n");
             std::fs::write(routes.join(format!("{name}.yaml")), yaml).expect("write route");
         }
         Self::spawn(dir, conf.join("mcp-edge.yaml"))

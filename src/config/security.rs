@@ -1,0 +1,317 @@
+//! Compiling the security settings: caller authentication, the OAuth proxy and its IdP profile,
+//! identity toward upstreams, route policy, and `${env:…}`/`${file:…}` secrets.
+
+use super::compile::{Errors, compile_upstream, parse_file};
+use super::raw::{
+    RawAuth, RawAuthMode, RawIdentitySettings, RawOAuthProfile, RawOAuthProxy, RawRoute,
+    ResourceMode,
+};
+use super::snapshot::{AuthSettings, Claims, IdentitySettings, JwtSettings, KeySource, OAuthProxy};
+use crate::policy::{AccessScopes, RoutePolicy, ToolRule};
+use jsonwebtoken::Algorithm;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Expands `${env:NAME}` and `${file:/path}` in a value. Errors name the variable or file, never
+/// a value.
+pub fn expand_secrets(value: &str, path: &str, errs: &mut Errors) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            errs.push(
+                path,
+                "unterminated `${` (secrets are ${env:NAME} or ${file:/path})",
+            );
+            return out;
+        };
+        let reference = &rest[start + 2..start + end];
+        match reference.split_once(':') {
+            Some(("env", name)) => match std::env::var(name) {
+                Ok(v) => out.push_str(&v),
+                Err(_) => errs.push(path, format!("environment variable `{name}` is not set")),
+            },
+            Some(("file", file)) => match std::fs::read_to_string(file) {
+                Ok(v) => out.push_str(v.trim_end_matches(['\n', '\r'])),
+                Err(e) => errs.push(path, format!("cannot read secret file `{file}`: {e}")),
+            },
+            _ => errs.push(
+                path,
+                format!("`${{{reference}}}` is not a secret reference (${{env:NAME}} or ${{file:/path}})"),
+            ),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+const ALGORITHMS: &[(&str, Algorithm)] = &[
+    ("RS256", Algorithm::RS256),
+    ("PS256", Algorithm::PS256),
+    ("ES256", Algorithm::ES256),
+    ("EdDSA", Algorithm::EdDSA),
+];
+
+pub fn compile_auth(raw: RawAuth, mcp_url: &str, base: &Path, errs: &mut Errors) -> AuthSettings {
+    if raw.mode == RawAuthMode::None {
+        return AuthSettings::None;
+    }
+    let Some(issuer) = raw.issuer.clone() else {
+        errs.push("auth.issuer", "required with `mode: jwt`");
+        return AuthSettings::None;
+    };
+    let mut algorithms = Vec::new();
+    let names = if raw.algorithms.is_empty() {
+        ALGORITHMS.iter().map(|(n, _)| n.to_string()).collect()
+    } else {
+        raw.algorithms.clone()
+    };
+    for (i, name) in names.iter().enumerate() {
+        match ALGORITHMS.iter().find(|(n, _)| n == name) {
+            Some((_, alg)) => algorithms.push(*alg),
+            None => errs.push(
+                &format!("auth.algorithms[{i}]"),
+                format!(
+                    "`{name}` is not allowed; use RS256, PS256, ES256 or EdDSA (never none or HS*)"
+                ),
+            ),
+        }
+    }
+    let keys = if let Some(file) = &raw.jwks_file {
+        let file = base.join(file);
+        match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(set) => Some(KeySource::Static(set)),
+            Err(e) => {
+                errs.push("auth.jwks_file", format!("{}: {e}", file.display()));
+                None
+            }
+        }
+    } else if let Some(uri) = &raw.jwks_uri {
+        compile_upstream(uri)
+            .map(KeySource::Jwks)
+            .map_err(|e| errs.push("auth.jwks_uri", e))
+            .ok()
+    } else {
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        compile_upstream(&discovery)
+            .map(KeySource::Discover)
+            .map_err(|e| errs.push("auth.issuer", e))
+            .ok()
+    };
+    let audiences = if raw.audiences.is_empty() {
+        vec![mcp_url.to_string()]
+    } else {
+        raw.audiences
+    };
+    let Some(keys) = keys else {
+        return AuthSettings::None;
+    };
+    AuthSettings::Jwt(Box::new(JwtSettings {
+        issuer,
+        audiences,
+        keys,
+        algorithms,
+        leeway: raw.leeway.unwrap_or(Duration::from_secs(30)),
+        refresh: raw.jwks_refresh.unwrap_or(Duration::from_secs(600)),
+        claims: Claims {
+            subject: raw.claims.subject,
+            groups: raw.claims.groups,
+            scopes: raw.claims.scopes,
+            tenant: raw.claims.tenant,
+            client_id: raw.claims.client_id,
+        },
+        scopes_supported: raw.scopes_supported,
+    }))
+}
+
+pub fn compile_identity(
+    raw: RawIdentitySettings,
+    base: &Path,
+    errs: &mut Errors,
+) -> IdentitySettings {
+    let signing_key_pem = raw.signing_key_file.and_then(|f| {
+        let f = base.join(f);
+        std::fs::read_to_string(&f)
+            .map_err(|e| errs.push("identity.signing_key_file", format!("{}: {e}", f.display())))
+            .ok()
+    });
+    if let Some(pem) = &signing_key_pem
+        && jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes()).is_err()
+    {
+        errs.push(
+            "identity.signing_key_file",
+            "not an Ed25519 private key in PKCS#8 PEM",
+        );
+    }
+    IdentitySettings {
+        signing_key_pem,
+        lifetime: raw.token_lifetime.unwrap_or(Duration::from_secs(60)),
+    }
+}
+
+fn fill(template: &str, vars: &std::collections::BTreeMap<String, String>) -> String {
+    vars.iter().fold(template.to_string(), |t, (k, v)| {
+        t.replace(&format!("{{{k}}}"), v)
+    })
+}
+
+pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Option<OAuthProxy> {
+    let file = base
+        .join("oauth-profiles")
+        .join(format!("{}.yaml", raw.profile));
+    let profile: RawOAuthProfile = match parse_file(&file) {
+        Ok(p) => p,
+        Err(e) => {
+            errs.push(
+                "oauth_proxy.profile",
+                format!("profile `{}`: {e}", raw.profile),
+            );
+            return None;
+        }
+    };
+    let issuer = fill(&profile.issuer, &raw.vars);
+    let authorize = fill(&profile.authorization_endpoint, &raw.vars);
+    let token = fill(&profile.token_endpoint, &raw.vars);
+    for (what, url) in [
+        ("issuer", &issuer),
+        ("authorization_endpoint", &authorize),
+        ("token_endpoint", &token),
+    ] {
+        if url.contains('{') {
+            errs.push(
+                "oauth_proxy.vars",
+                format!("the profile's {what} needs a value for a placeholder in `{url}`"),
+            );
+        }
+    }
+    if url::Url::parse(&authorize).is_err() {
+        errs.push(
+            "oauth_proxy",
+            format!("the profile's authorization_endpoint `{authorize}` is not a URL"),
+        );
+    }
+    let token_upstream = compile_upstream(&token)
+        .map_err(|e| errs.push("oauth_proxy", format!("token endpoint: {e}")))
+        .ok()?;
+    let resource = raw.resource.unwrap_or(profile.resource);
+    if matches!(resource, ResourceMode::Audience | ResourceMode::Scope)
+        && raw.resource_value.is_none()
+    {
+        errs.push(
+            "oauth_proxy.resource_value",
+            "required when `resource` is `audience` or `scope`",
+        );
+    }
+    let client_secret = raw
+        .client_secret
+        .map(|s| expand_secrets(&s, "oauth_proxy.client_secret", errs));
+    let basic = match profile.token_auth.as_deref() {
+        None | Some("client_secret_post") => false,
+        Some("client_secret_basic") => true,
+        Some(other) => {
+            errs.push(
+                "oauth_proxy.profile",
+                format!("token_auth `{other}` is not client_secret_post or client_secret_basic"),
+            );
+            false
+        }
+    };
+    let mut extra_scopes = profile.extra_scopes;
+    extra_scopes.extend(raw.extra_scopes);
+    Some(OAuthProxy {
+        profile: profile.name,
+        issuer,
+        authorize_url: authorize,
+        token: token_upstream,
+        client_id: raw.client_id,
+        client_secret,
+        basic_auth: basic,
+        resource,
+        resource_value: raw.resource_value,
+        audience_parameter: profile
+            .audience_parameter
+            .unwrap_or_else(|| "audience".into()),
+        drop_prompt_consent: profile.drop_prompt_consent,
+        scope_map: raw.scope_map.into_iter().collect(),
+        extra_scopes,
+    })
+}
+
+/// The parts of a route file about who sees what and what the upstream is told.
+pub struct RouteSecurity {
+    pub policy: RoutePolicy,
+    pub headers: Vec<(String, String)>,
+    pub tenant_headers: HashMap<String, Vec<(String, String)>>,
+}
+
+pub fn compile_route_security(raw: &RawRoute, errs: &mut Errors) -> RouteSecurity {
+    let tools = raw
+        .tools
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                ToolRule {
+                    class: r.access,
+                    approval: r.approval.is_some(),
+                    deny: r.deny,
+                },
+            )
+        })
+        .collect();
+    let policy = RoutePolicy {
+        visibility: raw.visibility.clone(),
+        access: raw.access.as_ref().map(|a| AccessScopes {
+            read: a.read.clone(),
+            write: a.write.clone(),
+            destroy: a.destroy.clone(),
+        }),
+        tools,
+    };
+    let mut header_list = |map: &std::collections::BTreeMap<String, String>, at: &str| {
+        map.iter()
+            .filter_map(|(k, v)| {
+                let path = format!("{at}.{k}");
+                if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    errs.push(&path, "not a valid header name");
+                    return None;
+                }
+                let value = expand_secrets(v, &path, errs);
+                if http::HeaderValue::from_str(&value).is_err() {
+                    errs.push(
+                        &path,
+                        "the value (after secrets) is not a valid header value",
+                    );
+                    return None;
+                }
+                Some((k.to_ascii_lowercase(), value))
+            })
+            .collect::<Vec<_>>()
+    };
+    let headers = header_list(&raw.upstream.headers, "upstream.headers");
+    let tenant_headers = raw
+        .upstream
+        .tenant_headers
+        .iter()
+        .map(|(tenant, map)| {
+            (
+                tenant.clone(),
+                header_list(map, &format!("upstream.tenant_headers.{tenant}")),
+            )
+        })
+        .collect();
+    RouteSecurity {
+        policy,
+        headers,
+        tenant_headers,
+    }
+}
