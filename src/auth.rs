@@ -70,6 +70,27 @@ impl AuthError {
     }
 }
 
+/// Why a token's header could not be read: an algorithm we do not even know (`none`, …) is
+/// reported as such, anything else as malformed.
+fn unreadable_header(token: &str) -> AuthError {
+    use base64::Engine;
+    let alg = token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|h| serde_json::from_slice::<Value>(&h).ok())
+        .and_then(|h| h.get("alg").cloned());
+    if alg.is_some() {
+        AuthError::Algorithm
+    } else {
+        AuthError::Malformed
+    }
+}
+
 pub struct Authenticator {
     pub keys: KeyStore,
     verified: DashMap<[u8; 32], (Arc<Caller>, u64)>,
@@ -129,7 +150,7 @@ impl Authenticator {
     }
 
     async fn verify(&self, s: &JwtSettings, token: &str) -> Result<(Arc<Caller>, u64), AuthError> {
-        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let header = decode_header(token).map_err(|_| unreadable_header(token))?;
         if !s.algorithms.contains(&header.alg) {
             return Err(AuthError::Algorithm);
         }

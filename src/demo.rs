@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 /// What a sample upstream observed, for tests to poll.
 #[derive(Debug, Default)]
 pub struct Probe {
+    /// `authorization` and `x-mcp-edge-*` headers of every request, in order.
+    pub headers: std::sync::Mutex<Vec<(String, String)>>,
     /// `wait` calls that ended because the request was cancelled.
     pub cancelled: AtomicUsize,
     /// `wait` calls started.
@@ -146,6 +148,18 @@ impl SampleServer {
             .and_then(|a| a.as_str())
             .unwrap_or("nothing");
         Ok(format!("{} heard: {answer}", self.name))
+    }
+
+    /// Removes everything (it does not really): a destructive tool.
+    #[tool(annotations(destructive_hint = true, read_only_hint = false))]
+    async fn purge(&self) -> String {
+        format!("{} purged nothing", self.name)
+    }
+
+    /// Keeps a note (not really): a tool with no hints, so of the write class.
+    #[tool]
+    async fn note(&self, Parameters(args): Parameters<EchoArgs>) -> String {
+        format!("{} noted {}", self.name, args.text)
     }
 
     /// Always fails as a tool (isError), to show errors pass through.
@@ -286,7 +300,28 @@ pub async fn spawn_upstream_on(name: &'static str, addr: &str) -> std::io::Resul
             Arc::new(LocalSessionManager::default()),
             config,
         );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let seen = probe.clone();
+    let router =
+        axum::Router::new()
+            .nest_service("/mcp", service)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let seen = seen.clone();
+                    let observed: Vec<(String, String)> = req
+                        .headers()
+                        .iter()
+                        .filter(|(name, _)| {
+                            *name == "authorization" || name.as_str().starts_with("x-mcp-edge-")
+                        })
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    seen.headers
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend(observed);
+                    async move { next.run(req).await }
+                },
+            ));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let token = stop.clone();

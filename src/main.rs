@@ -25,6 +25,21 @@ enum Command {
         #[arg(long, default_value = "conf/mcp-edge.yaml")]
         config: PathBuf,
     },
+    /// Print which routes and tools a caller would see and at which class (no token needed).
+    Explain {
+        #[arg(long, default_value = "conf/mcp-edge.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        subject: String,
+        /// Groups, comma- or space-separated.
+        #[arg(long, default_value = "")]
+        groups: String,
+        /// Scopes, comma- or space-separated.
+        #[arg(long, default_value = "")]
+        scopes: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Run the gateway in front of two built-in sample upstreams on loopback.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -63,6 +78,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Demo { listen } => demo(&listen),
+        Command::Explain {
+            config,
+            subject,
+            groups,
+            scopes,
+            tenant,
+        } => {
+            let snap = config::load(&config)
+                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+            let list = |s: &str| {
+                s.split([',', ' '])
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect()
+            };
+            let caller = mcp_edge::policy::Caller {
+                subject,
+                groups: list(&groups),
+                scopes: list(&scopes),
+                tenant,
+                client_id: None,
+            };
+            let routes: Vec<_> = snap
+                .routes
+                .iter()
+                .map(|r| (r.name.as_str(), r.prefix.as_str(), &r.policy))
+                .collect();
+            print!("{}", mcp_edge::policy::explain(&routes, &caller));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -181,6 +181,57 @@ impl RoutePolicy {
     }
 }
 
+/// What `mcp-edge explain` prints: the routes and configured tools a caller would see, and at
+/// which class, without a token or a running gateway.
+pub fn explain(routes: &[(&str, &str, &RoutePolicy)], caller: &Caller) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "caller {}  groups [{}]  scopes [{}]",
+        caller.subject,
+        caller.groups.join(" "),
+        caller.scopes.join(" ")
+    );
+    for (name, prefix, policy) in routes {
+        if !policy.visible_to(caller) {
+            let _ = writeln!(
+                out,
+                "route {name}: hidden (visible to [{}])",
+                policy.visibility.join(" ")
+            );
+            continue;
+        }
+        let granted = policy.granted(caller).map_or("nothing", Class::as_str);
+        let _ = writeln!(out, "route {name}: visible, grants {granted}");
+        let mut tools: Vec<_> = policy.tools.keys().collect();
+        tools.sort();
+        for tool in tools {
+            let line = match policy.decide(caller, tool, None) {
+                Decision::Hidden => "denied (hidden from everyone)".to_string(),
+                Decision::Allow { class, approval } => format!(
+                    "{}: allowed{}",
+                    class.as_str(),
+                    if approval {
+                        ", each call approved by the user"
+                    } else {
+                        ""
+                    }
+                ),
+                Decision::NeedsScope { class, scopes } => {
+                    format!("{}: needs one of [{}]", class.as_str(), scopes.join(" "))
+                }
+            };
+            let _ = writeln!(out, "  {prefix}__{tool}  {line}");
+        }
+        let _ = writeln!(
+            out,
+            "  other tools: class from the upstream's annotations (readOnlyHint: read, destructiveHint: destroy, else write); {granted} and below allowed"
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

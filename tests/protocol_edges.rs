@@ -94,6 +94,7 @@ async fn transport_rules_size_media_types_versions_origin() {
         b.send()
     };
     let json = "application/json";
+    let origin: &'static str = Box::leak(gw.base.clone().into_boxed_str());
     let v = "2025-11-25";
     for (ct, accept, version, origin, want) in [
         (json, ACCEPT, v, None, 200),
@@ -104,7 +105,7 @@ async fn transport_rules_size_media_types_versions_origin() {
         (json, ACCEPT, "1999-01-01", None, 400),
         (json, ACCEPT, v, Some("http://evil.example.com"), 403),
         // The public URL's own origin is allowed.
-        (json, ACCEPT, v, Some("http://127.0.0.1"), 200),
+        (json, ACCEPT, v, Some(origin), 200),
     ] {
         let got = send(ct, accept, version, origin)
             .await

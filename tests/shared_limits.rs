@@ -81,6 +81,7 @@ async fn instances_share_buckets_through_redis_and_fall_back_when_it_is_gone() {
         url: b.url.clone(),
         session: on_a.session.clone(),
         version: on_a.version.clone(),
+        bearer: None,
     };
     for (i, raw) in [&on_a, &on_b, &on_a].into_iter().enumerate() {
         let (status, v) = raw.rpc(call(i as u64)).await;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod idp;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -49,8 +51,10 @@ impl Gateway {
         let routes = dir.path().join("routes");
         std::fs::create_dir_all(&conf).expect("conf dir");
         std::fs::create_dir_all(&routes).expect("routes dir");
+        // The public URL must name the real port (OAuth redirects, metadata), so pick it here.
+        let port = free_port();
         let gateway_yaml = format!(
-            "listen: 127.0.0.1:0\npublic_url: http://127.0.0.1\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
+            "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
              admin:\n  listen: 127.0.0.1:0\n\
              server:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{}\n",
             BODY_CAP, setup.extra
@@ -144,6 +148,14 @@ impl Gateway {
     }
 }
 
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// The body cap every test gateway runs with.
 pub const BODY_CAP: usize = 256 * 1024;
 
@@ -194,15 +206,33 @@ pub struct Raw {
     pub url: String,
     pub session: Option<String>,
     pub version: String,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub bearer: Option<String>,
 }
 
 impl Raw {
     pub async fn open(url: &str) -> Raw {
+        Raw::open_with(url, None).await
+    }
+
+    /// The same session over a fresh connection.
+    pub fn clone_session(&self) -> Raw {
+        Raw {
+            client: http(),
+            url: self.url.clone(),
+            session: self.session.clone(),
+            version: self.version.clone(),
+            bearer: self.bearer.clone(),
+        }
+    }
+
+    pub async fn open_with(url: &str, bearer: Option<&str>) -> Raw {
         let mut raw = Raw {
             client: http(),
             url: url.to_string(),
             session: None,
             version: "2025-11-25".into(),
+            bearer: bearer.map(String::from),
         };
         let resp = raw
             .post(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
@@ -230,6 +260,9 @@ impl Raw {
             .body(body);
         if let Some(s) = &self.session {
             b = b.header("mcp-session-id", s);
+        }
+        if let Some(t) = &self.bearer {
+            b = b.header("authorization", format!("Bearer {t}"));
         }
         b
     }
