@@ -6,5 +6,5 @@ pub mod reload;
 mod security;
 pub mod snapshot;
 
-pub use compile::{ConfigError, ConfigErrors, Source, compile, load};
+pub use compile::{ConfigError, ConfigErrors, Source, check_oauth_profile, compile, load};
 pub use snapshot::{Route, Snapshot};

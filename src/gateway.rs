@@ -7,6 +7,7 @@ mod forward;
 mod lifecycle;
 mod listen;
 mod lists;
+mod oauth;
 mod passthrough;
 pub mod respond;
 
@@ -69,6 +70,8 @@ struct Local {
     ended: HashMap<u128, u64>,
     /// How to reach each upstream for clients of the stateless revision, by route and address.
     stateless: HashMap<(String, String), LinkKind>,
+    /// OAuth login states already used (replay protection), until they expire.
+    used_states: HashMap<u64, u64>,
 }
 
 /// How requests reach one upstream.
@@ -301,6 +304,9 @@ impl Gateway {
                 Ok(caller) => self.serve_passthrough(s, snap, route, &caller).await,
                 Err(e) => Err(e),
             }
+        } else if Gateway::is_oauth_path(path) {
+            rec.method = "oauth";
+            return self.serve_oauth(s, snap).await;
         } else if let Some(doc) = self.well_known(path, snap) {
             rec.method = "metadata";
             match doc {

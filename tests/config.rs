@@ -26,8 +26,21 @@ fn every_shipped_config_and_route_is_valid() {
         "tool_prefix is honoured"
     );
 
+    let profiles = std::fs::read_dir(repo("conf/oauth-profiles")).expect("profiles");
+    let mut names = Vec::new();
+    for entry in profiles {
+        let file = entry.expect("entry").path();
+        config::check_oauth_profile(&file).unwrap_or_else(|e| panic!("{e}"));
+        names.push(file.file_stem().unwrap().to_string_lossy().to_string());
+    }
+    names.sort();
+    assert_eq!(names, ["auth0", "entra", "generic", "keycloak", "okta"]);
+
     for entry in std::fs::read_dir(repo("conf")).expect("conf") {
         let file = entry.expect("entry").path();
+        if file.is_dir() {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("read");
         config::compile(
             &Source {

@@ -399,6 +399,11 @@ fn compile_route(raw: RawRoute, default_timeout: Duration, errs: &mut Errors) ->
     })
 }
 
+/// Validates an OAuth profile file (as `oauth_proxy.profile` would load it).
+pub fn check_oauth_profile(file: &Path) -> Result<(), String> {
+    parse_file::<super::raw::RawOAuthProfile>(file).map(|_| ())
+}
+
 /// Reads and parses one extra YAML file (an OAuth profile); the error says where.
 pub(super) fn parse_file<T: DeserializeOwned>(file: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(file)

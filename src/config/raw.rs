@@ -227,6 +227,9 @@ pub struct RawOAuthProxy {
     /// Scopes always requested from the IdP besides the client's.
     #[serde(default)]
     pub extra_scopes: Vec<String>,
+    /// Accept `http://` client ID metadata documents (development and tests only).
+    #[serde(default)]
+    pub allow_insecure_cimd: bool,
 }
 
 /// What happens to the `resource` parameter on its way to the IdP.

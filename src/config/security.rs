@@ -243,6 +243,7 @@ pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Opti
         drop_prompt_consent: profile.drop_prompt_consent,
         scope_map: raw.scope_map.into_iter().collect(),
         extra_scopes,
+        allow_insecure_cimd: raw.allow_insecure_cimd,
     })
 }
 

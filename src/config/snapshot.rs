@@ -150,6 +150,7 @@ pub struct OAuthProxy {
     pub drop_prompt_consent: bool,
     pub scope_map: HashMap<String, String>,
     pub extra_scopes: Vec<String>,
+    pub allow_insecure_cimd: bool,
 }
 
 impl Route {

@@ -9,7 +9,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const AAD: &[u8] = b"mcp-edge session v1";
+const SESSION: &[u8] = b"mcp-edge session v1";
 const NONCE_LEN: usize = 12;
 
 /// What a client session is.
@@ -75,7 +75,19 @@ impl Sealer {
     }
 
     pub fn seal(&self, state: &SessionState) -> String {
-        let plain = serde_json::to_vec(state).unwrap_or_default();
+        self.seal_as(SESSION, state)
+    }
+
+    /// The session behind an id, if the id is one of ours, untampered and unexpired.
+    pub fn open(&self, token: &str) -> Option<SessionState> {
+        let state: SessionState = self.open_as(SESSION, token)?;
+        (state.expires > now_secs()).then_some(state)
+    }
+
+    /// Seals any value for one purpose: a value sealed for one purpose never opens as another
+    /// (a registered client id is not a session id).
+    pub fn seal_as<T: Serialize>(&self, purpose: &[u8], value: &T) -> String {
+        let plain = serde_json::to_vec(value).unwrap_or_default();
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let nonce = Nonce::from_slice(&nonce_bytes);
         let mut out = nonce_bytes.to_vec();
@@ -84,7 +96,7 @@ impl Sealer {
                 nonce,
                 Payload {
                     msg: &plain,
-                    aad: AAD,
+                    aad: purpose,
                 },
             )
         {
@@ -93,8 +105,7 @@ impl Sealer {
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// The session behind an id, if the id is one of ours, untampered and unexpired.
-    pub fn open(&self, token: &str) -> Option<SessionState> {
+    pub fn open_as<T: for<'de> Deserialize<'de>>(&self, purpose: &[u8], token: &str) -> Option<T> {
         if token.len() > 8192 {
             return None;
         }
@@ -104,11 +115,16 @@ impl Sealer {
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let plain = self.ciphers.iter().find_map(|c| {
-            c.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
-                .ok()
+            c.decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: purpose,
+                },
+            )
+            .ok()
         })?;
-        let state: SessionState = serde_json::from_slice(&plain).ok()?;
-        (state.expires > now_secs()).then_some(state)
+        serde_json::from_slice(&plain).ok()
     }
 }
 

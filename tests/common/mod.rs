@@ -46,6 +46,11 @@ pub struct Setup<'a> {
 
 impl Gateway {
     pub fn start(setup: Setup<'_>) -> Gateway {
+        Self::start_with(setup, |_| {})
+    }
+
+    /// Like `start`, with `prepare` writing more files into the config directory first.
+    pub fn start_with(setup: Setup<'_>, prepare: impl FnOnce(&std::path::Path)) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let conf = dir.path().join("conf");
         let routes = dir.path().join("routes");
@@ -70,6 +75,7 @@ impl Gateway {
             let yaml = format!("name: {name}\n{visibility}upstream:\n  url: {url}\n{extra}\n");
             std::fs::write(routes.join(format!("{name}.yaml")), yaml).expect("write route");
         }
+        prepare(&conf);
         Self::spawn(dir, conf.join("mcp-edge.yaml"))
     }
 

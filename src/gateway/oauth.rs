@@ -1,0 +1,777 @@
+//! The OAuth proxy: the gateway as authorization server in front of an IdP that lacks dynamic
+//! registration or rejects RFC 8707 `resource`. Registrations, consent, flow state and codes are
+//! sealed values (no store: any instance serves any step, and restarts keep registrations while
+//! `sessions.keys` stay). Many clients share one IdP client, so each new client needs the user's
+//! consent once (CSRF-protected form, exact redirect-URI match, single-use state).
+
+use super::{Gateway, edge};
+use crate::config::raw::ResourceMode;
+use crate::config::snapshot::{OAuthProxy, Snapshot};
+use crate::mcp::session::now_secs;
+use crate::upstream::{Exchange, Outgoing};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+const CLIENT: &[u8] = b"mcp-edge oauth client";
+const FORM: &[u8] = b"mcp-edge oauth consent form";
+const STATE: &[u8] = b"mcp-edge oauth state";
+const CODE: &[u8] = b"mcp-edge oauth code";
+const CONSENTS: &[u8] = b"mcp-edge oauth consents";
+/// Prefix of client ids the gateway registered (sealed registrations).
+const REGISTERED: &str = "mcp-edge.";
+const CONSENT_COOKIE: &str = "__Host-mcp-edge-consent";
+const CSRF_COOKIE: &str = "__Host-mcp-edge-csrf";
+/// How long a login may take, and how long a code lives.
+const FLOW_SECS: u64 = 600;
+const CODE_SECS: u64 = 300;
+/// How long a user's consents are remembered.
+const CONSENT_SECS: u64 = 90 * 24 * 3600;
+
+/// A registered client, sealed into its own id.
+#[derive(Serialize, Deserialize)]
+struct Registration {
+    #[serde(rename = "r")]
+    redirect_uris: Vec<String>,
+    #[serde(rename = "n")]
+    name: String,
+}
+
+/// A client as the flow needs it.
+struct Client {
+    name: String,
+    redirect_uris: Vec<String>,
+}
+
+/// The client's authorization request, carried sealed through consent and the IdP round trip.
+#[derive(Serialize, Deserialize, Clone)]
+struct Request {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    state: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    prompt: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Form {
+    req: Request,
+    csrf: String,
+    exp: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Flight {
+    req: Request,
+    nonce: u64,
+    exp: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Code {
+    idp: String,
+    client_id: String,
+    redirect_uri: String,
+    exp: u64,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Consents {
+    clients: Vec<String>,
+    exp: u64,
+}
+
+/// One answer of the OAuth endpoints.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, v: &Value) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: v.to_string().into_bytes(),
+            headers: vec![("cache-control", "no-store".into())],
+        }
+    }
+
+    fn error(status: u16, error: &str, description: &str) -> Self {
+        Self::json(
+            status,
+            &json!({"error": error, "error_description": description}),
+        )
+    }
+
+    fn redirect(location: String) -> Self {
+        Self {
+            status: 302,
+            content_type: "text/plain",
+            body: Vec::new(),
+            headers: vec![("location", location), ("cache-control", "no-store".into())],
+        }
+    }
+
+    fn cookie(mut self, cookie: String) -> Self {
+        self.headers.push(("set-cookie", cookie));
+        self
+    }
+}
+
+/// Adds query parameters to a URL.
+fn with_query(base: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(base) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            u.into()
+        }
+        Err(_) => base.to_string(),
+    }
+}
+
+fn form(bytes: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn cookie_value<'a>(s: &'a Session, name: &str) -> Option<&'a str> {
+    s.req_header()
+        .headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(name: &str, value: &str, max_age: u64) -> String {
+    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+}
+
+/// Redirect URIs a client may register: https, or http on a loopback host (native apps).
+fn acceptable_redirect(uri: &str) -> bool {
+    match url::Url::parse(uri) {
+        Ok(u) if u.scheme() == "https" => u.fragment().is_none(),
+        Ok(u) if u.scheme() == "http" => {
+            matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+                && u.fragment().is_none()
+        }
+        _ => false,
+    }
+}
+
+fn client_key(client_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(client_id.as_bytes())[..12])
+}
+
+impl Gateway {
+    /// Whether `path` is one of the OAuth proxy's.
+    pub(super) fn is_oauth_path(path: &str) -> bool {
+        path.starts_with("/oauth/")
+            || path.starts_with("/.well-known/oauth-authorization-server")
+            || path.starts_with("/.well-known/openid-configuration")
+    }
+
+    pub(super) async fn serve_oauth(
+        &self,
+        s: &mut Session,
+        snap: &Snapshot,
+    ) -> pingora::Result<()> {
+        let reply = match &snap.oauth {
+            None => Reply::error(404, "not_found", "this gateway runs no OAuth proxy"),
+            Some(oauth) => {
+                let path = s.req_header().uri.path().to_string();
+                let method = s.req_header().method.clone();
+                match (method.as_str(), path.as_str()) {
+                    ("GET", p) if p.starts_with("/.well-known/") => {
+                        Reply::json(200, &self.as_metadata(snap))
+                    }
+                    ("POST", "/oauth/register") => self.register(s).await,
+                    ("GET", "/oauth/authorize") => self.oauth_authorize(s, snap, oauth).await,
+                    ("POST", "/oauth/consent") => self.consent(s, snap, oauth).await,
+                    ("GET", "/oauth/callback") => self.callback(s),
+                    ("POST", "/oauth/token") => self.token(s, snap, oauth).await,
+                    _ => Reply::error(404, "not_found", "no such OAuth endpoint"),
+                }
+            }
+        };
+        let mut h = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
+        h.insert_header("content-type", reply.content_type)?;
+        h.insert_header("content-length", reply.body.len())?;
+        for (k, v) in &reply.headers {
+            h.append_header(*k, v.as_str())?;
+        }
+        s.write_response_header(Box::new(h), false).await?;
+        s.write_response_body(Some(Bytes::from(reply.body)), true)
+            .await
+    }
+
+    /// RFC 8414 metadata naming the gateway's own endpoints.
+    fn as_metadata(&self, snap: &Snapshot) -> Value {
+        let base = snap.public_base();
+        json!({
+            "issuer": base,
+            "authorization_endpoint": format!("{base}/oauth/authorize"),
+            "token_endpoint": format!("{base}/oauth/token"),
+            "registration_endpoint": format!("{base}/oauth/register"),
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": snap.scopes_supported().unwrap_or_default(),
+            "client_id_metadata_document_supported": true,
+        })
+    }
+
+    /// RFC 7591: a public client whose registration is sealed into its id.
+    async fn register(&self, s: &mut Session) -> Reply {
+        let Ok(body) = edge::read_body(s, 64 * 1024).await else {
+            return Reply::error(400, "invalid_client_metadata", "unreadable body");
+        };
+        let Ok(meta) = serde_json::from_slice::<Value>(&body) else {
+            return Reply::error(
+                400,
+                "invalid_client_metadata",
+                "the body must be a JSON object",
+            );
+        };
+        let uris: Vec<String> = meta["redirect_uris"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if uris.is_empty() || uris.len() > 10 || !uris.iter().all(|u| acceptable_redirect(u)) {
+            return Reply::error(
+                400,
+                "invalid_redirect_uri",
+                "redirect_uris must be 1-10 https URLs or http loopback URLs, without fragments",
+            );
+        }
+        let name = meta["client_name"].as_str().unwrap_or("an unnamed client");
+        let name: String = name.chars().take(100).collect();
+        let registration = Registration {
+            redirect_uris: uris.clone(),
+            name: name.clone(),
+        };
+        let client_id = format!("{REGISTERED}{}", self.sealer.seal_as(CLIENT, &registration));
+        Reply::json(
+            201,
+            &json!({
+                "client_id": client_id,
+                "client_id_issued_at": now_secs(),
+                "client_name": name,
+                "redirect_uris": uris,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            }),
+        )
+    }
+
+    /// A client: one the gateway registered (sealed id) or a Client ID Metadata Document URL.
+    async fn client(&self, oauth: &OAuthProxy, client_id: &str) -> Result<Client, String> {
+        if let Some(sealed) = client_id.strip_prefix(REGISTERED) {
+            let r: Registration = self
+                .sealer
+                .open_as(CLIENT, sealed)
+                .ok_or("unknown client_id (register again)")?;
+            return Ok(Client {
+                name: r.name,
+                redirect_uris: r.redirect_uris,
+            });
+        }
+        let url = url::Url::parse(client_id).map_err(|_| "unknown client_id")?;
+        let secure =
+            url.scheme() == "https" || (oauth.allow_insecure_cimd && url.scheme() == "http");
+        if !secure || url.path() == "/" {
+            return Err(
+                "client_id is neither registered here nor an https client metadata URL".into(),
+            );
+        }
+        let id = client_id.to_string();
+        let up = tokio::task::spawn_blocking(move || crate::config::snapshot::upstream_for(&id))
+            .await
+            .map_err(|e| e.to_string())??;
+        let doc = self.get_json(&up).await?;
+        if doc["client_id"].as_str() != Some(client_id) {
+            return Err("the client metadata document names another client_id".into());
+        }
+        let redirect_uris: Vec<String> = doc["redirect_uris"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if redirect_uris.is_empty() {
+            return Err("the client metadata document has no redirect_uris".into());
+        }
+        Ok(Client {
+            name: doc["client_name"]
+                .as_str()
+                .unwrap_or(client_id)
+                .chars()
+                .take(100)
+                .collect(),
+            redirect_uris,
+        })
+    }
+
+    async fn oauth_authorize(&self, s: &Session, snap: &Snapshot, oauth: &OAuthProxy) -> Reply {
+        let q = form(s.req_header().uri.query().unwrap_or("").as_bytes());
+        let Some(client_id) = q.get("client_id") else {
+            return Reply::error(400, "invalid_request", "client_id is required");
+        };
+        let client = match self.client(oauth, client_id).await {
+            Ok(c) => c,
+            Err(e) => return Reply::error(400, "invalid_client", &e),
+        };
+        // Until the redirect URI is known to be the client's, errors are shown, never redirected.
+        let Some(redirect_uri) = q
+            .get("redirect_uri")
+            .filter(|u| client.redirect_uris.contains(u))
+        else {
+            return Reply::error(
+                400,
+                "invalid_request",
+                "redirect_uri does not exactly match a registered one",
+            );
+        };
+        let back = |error: &str, description: &str| {
+            let mut params = vec![("error", error), ("error_description", description)];
+            if let Some(st) = q.get("state") {
+                params.push(("state", st));
+            }
+            Reply::redirect(with_query(redirect_uri, &params))
+        };
+        if q.get("response_type").map(String::as_str) != Some("code") {
+            return back("unsupported_response_type", "only response_type=code");
+        }
+        let challenge = match (q.get("code_challenge"), q.get("code_challenge_method")) {
+            (Some(c), Some(m)) if m == "S256" && (43..=128).contains(&c.len()) => c.clone(),
+            _ => {
+                return back(
+                    "invalid_request",
+                    "PKCE with code_challenge_method=S256 is required",
+                );
+            }
+        };
+        let req = Request {
+            client_id: client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            code_challenge: challenge,
+            state: q.get("state").cloned(),
+            scope: q.get("scope").cloned(),
+            resource: q.get("resource").cloned(),
+            prompt: q.get("prompt").cloned(),
+        };
+        let consented = cookie_value(s, CONSENT_COOKIE)
+            .and_then(|c| self.sealer.open_as::<Consents>(CONSENTS, c))
+            .filter(|c| c.exp > now_secs())
+            .is_some_and(|c| c.clients.contains(&client_key(client_id)));
+        if consented {
+            return Reply::redirect(self.to_idp(snap, oauth, req));
+        }
+        self.consent_page(&client, req)
+    }
+
+    fn consent_page(&self, client: &Client, req: Request) -> Reply {
+        let csrf = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>());
+        let sealed = self.sealer.seal_as(
+            FORM,
+            &Form {
+                req: req.clone(),
+                csrf: csrf.clone(),
+                exp: now_secs() + FLOW_SECS,
+            },
+        );
+        let scopes = req.scope.as_deref().unwrap_or("(none requested)");
+        let page = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Allow access?</title></head><body>\
+             <h1>Allow {name} to use your MCP tools?</h1>\
+             <p>The application <strong>{name}</strong> will receive access to this MCP gateway on your behalf.</p>\
+             <p>It will be sent back to: <code>{uri}</code></p>\
+             <p>Scopes: <code>{scopes}</code></p>\
+             <form method=\"post\" action=\"/oauth/consent\">\
+             <input type=\"hidden\" name=\"request\" value=\"{sealed}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\
+             </form></body></html>",
+            name = html_escape(&client.name),
+            uri = html_escape(&req.redirect_uri),
+            scopes = html_escape(scopes),
+        );
+        Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: page.into_bytes(),
+            headers: vec![
+                ("cache-control", "no-store".into()),
+                ("x-frame-options", "DENY".into()),
+                (
+                    "content-security-policy",
+                    "default-src 'none'; form-action 'self'; frame-ancestors 'none'".into(),
+                ),
+            ],
+        }
+        .cookie(set_cookie(CSRF_COOKIE, &csrf, FLOW_SECS))
+    }
+
+    async fn consent(&self, s: &mut Session, snap: &Snapshot, oauth: &OAuthProxy) -> Reply {
+        let cookie_csrf = cookie_value(s, CSRF_COOKIE).map(String::from);
+        let consents = cookie_value(s, CONSENT_COOKIE)
+            .and_then(|c| self.sealer.open_as::<Consents>(CONSENTS, c))
+            .filter(|c| c.exp > now_secs())
+            .unwrap_or_default();
+        let Ok(body) = edge::read_body(s, 64 * 1024).await else {
+            return Reply::error(400, "invalid_request", "unreadable form");
+        };
+        let f = form(&body);
+        let sealed: Option<Form> = f.get("request").and_then(|r| self.sealer.open_as(FORM, r));
+        let Some(sealed) = sealed.filter(|x| x.exp > now_secs()) else {
+            return Reply::error(
+                400,
+                "invalid_request",
+                "the consent form expired or was altered; start again",
+            );
+        };
+        // Double submit: the form's token, the cookie's and the sealed one must all agree.
+        let csrf_ok =
+            f.get("csrf") == Some(&sealed.csrf) && cookie_csrf.as_ref() == Some(&sealed.csrf);
+        if !csrf_ok {
+            return Reply::error(
+                403,
+                "access_denied",
+                "cross-site request refused (CSRF check failed)",
+            );
+        }
+        let req = sealed.req;
+        if f.get("decision").map(String::as_str) != Some("allow") {
+            let mut params = vec![
+                ("error", "access_denied"),
+                ("error_description", "the user denied access"),
+            ];
+            if let Some(st) = &req.state {
+                params.push(("state", st));
+            }
+            return Reply::redirect(with_query(&req.redirect_uri, &params));
+        }
+        let mut clients = consents.clients;
+        let key = client_key(&req.client_id);
+        if !clients.contains(&key) {
+            clients.push(key);
+        }
+        clients.truncate(64);
+        let cookie = self.sealer.seal_as(
+            CONSENTS,
+            &Consents {
+                clients,
+                exp: now_secs() + CONSENT_SECS,
+            },
+        );
+        Reply::redirect(self.to_idp(snap, oauth, req))
+            .cookie(set_cookie(CONSENT_COOKIE, &cookie, CONSENT_SECS))
+            .cookie(set_cookie(CSRF_COOKIE, "", 0))
+    }
+
+    /// The IdP's authorize URL for a consented request: the gateway's client and callback, the
+    /// client's PKCE challenge, `resource` handled as the profile says.
+    fn to_idp(&self, snap: &Snapshot, oauth: &OAuthProxy, req: Request) -> String {
+        let flight = Flight {
+            nonce: rand::random(),
+            exp: now_secs() + FLOW_SECS,
+            req,
+        };
+        let req = &flight.req;
+        let state = self.sealer.seal_as(STATE, &flight);
+        let callback = format!("{}/oauth/callback", snap.public_base());
+        let scope = idp_scope(oauth, req.scope.as_deref(), req.resource.is_some());
+        let mut params: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", &oauth.client_id),
+            ("redirect_uri", &callback),
+            ("state", &state),
+            ("code_challenge", &req.code_challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        if !scope.is_empty() {
+            params.push(("scope", &scope));
+        }
+        let resource_param = resource_param(oauth, req.resource.as_deref());
+        if let Some((k, v)) = &resource_param {
+            params.push((k.as_str(), v.as_str()));
+        }
+        if let Some(p) = &req.prompt
+            && !(oauth.drop_prompt_consent && p == "consent")
+        {
+            params.push(("prompt", p));
+        }
+        with_query(&oauth.authorize_url, &params)
+    }
+
+    /// The IdP comes back: check the single-use state, hand the client a code of ours.
+    fn callback(&self, s: &Session) -> Reply {
+        let q = form(s.req_header().uri.query().unwrap_or("").as_bytes());
+        let flight: Option<Flight> = q.get("state").and_then(|st| self.sealer.open_as(STATE, st));
+        let Some(flight) = flight.filter(|f| f.exp > now_secs()) else {
+            return Reply::error(
+                400,
+                "invalid_request",
+                "unknown or expired login state; start again",
+            );
+        };
+        if !self.use_once(flight.nonce, flight.exp) {
+            return Reply::error(400, "invalid_request", "this login state was already used");
+        }
+        let req = flight.req;
+        let mut params: Vec<(&str, String)> = Vec::new();
+        match (q.get("code"), q.get("error")) {
+            (Some(code), _) => {
+                let ours = self.sealer.seal_as(
+                    CODE,
+                    &Code {
+                        idp: code.clone(),
+                        client_id: req.client_id.clone(),
+                        redirect_uri: req.redirect_uri.clone(),
+                        exp: now_secs() + CODE_SECS,
+                    },
+                );
+                params.push(("code", ours));
+            }
+            (None, error) => {
+                params.push((
+                    "error",
+                    error.cloned().unwrap_or_else(|| "server_error".into()),
+                ));
+                if let Some(d) = q.get("error_description") {
+                    params.push(("error_description", d.clone()));
+                }
+            }
+        }
+        if let Some(st) = &req.state {
+            params.push(("state", st.clone()));
+        }
+        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Reply::redirect(with_query(&req.redirect_uri, &params))
+    }
+
+    /// Exchanges (or refreshes) at the IdP with the gateway's credentials; the IdP's answer goes
+    /// back unchanged on success.
+    async fn token(&self, s: &mut Session, snap: &Snapshot, oauth: &OAuthProxy) -> Reply {
+        let Ok(body) = edge::read_body(s, 64 * 1024).await else {
+            return Reply::error(400, "invalid_request", "unreadable form");
+        };
+        let f = form(&body);
+        let callback = format!("{}/oauth/callback", snap.public_base());
+        let mut out: Vec<(String, String)> = Vec::new();
+        match f.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let code: Option<Code> = f.get("code").and_then(|c| self.sealer.open_as(CODE, c));
+                let Some(code) = code.filter(|c| c.exp > now_secs()) else {
+                    return Reply::error(400, "invalid_grant", "unknown or expired code");
+                };
+                if f.get("client_id") != Some(&code.client_id)
+                    || f.get("redirect_uri") != Some(&code.redirect_uri)
+                {
+                    return Reply::error(
+                        400,
+                        "invalid_grant",
+                        "client_id or redirect_uri does not match the authorization request",
+                    );
+                }
+                let Some(verifier) = f.get("code_verifier") else {
+                    return Reply::error(
+                        400,
+                        "invalid_request",
+                        "code_verifier is required (PKCE)",
+                    );
+                };
+                out.push(("grant_type".into(), "authorization_code".into()));
+                out.push(("code".into(), code.idp));
+                out.push(("redirect_uri".into(), callback));
+                out.push(("code_verifier".into(), verifier.clone()));
+            }
+            Some("refresh_token") => {
+                let Some(refresh) = f.get("refresh_token") else {
+                    return Reply::error(400, "invalid_request", "refresh_token is required");
+                };
+                out.push(("grant_type".into(), "refresh_token".into()));
+                out.push(("refresh_token".into(), refresh.clone()));
+                let scope = idp_scope(
+                    oauth,
+                    f.get("scope").map(String::as_str),
+                    f.contains_key("resource"),
+                );
+                if !scope.is_empty() {
+                    out.push(("scope".into(), scope));
+                }
+            }
+            _ => {
+                return Reply::error(
+                    400,
+                    "unsupported_grant_type",
+                    "authorization_code or refresh_token",
+                );
+            }
+        }
+        if let Some(param) = resource_param(oauth, f.get("resource").map(String::as_str)) {
+            out.push(param);
+        }
+        let mut basic = None;
+        if oauth.basic_auth {
+            let secret = oauth.client_secret.as_deref().unwrap_or_default();
+            basic = Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{}:{secret}", oauth.client_id))
+            ));
+        } else {
+            out.push(("client_id".into(), oauth.client_id.clone()));
+            if let Some(secret) = &oauth.client_secret {
+                out.push(("client_secret".into(), secret.clone()));
+            }
+        }
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(out.iter())
+            .finish();
+        match self.post_form(&oauth.token, body, basic.as_deref()).await {
+            Ok((status, answer)) if (200..300).contains(&status) => Reply {
+                status,
+                content_type: "application/json",
+                body: answer,
+                headers: vec![
+                    ("cache-control", "no-store".into()),
+                    ("pragma", "no-cache".into()),
+                ],
+            },
+            Ok((status, answer)) => match serde_json::from_slice::<Value>(&answer) {
+                Ok(v) if v.get("error").is_some() => Reply::json(400, &v),
+                _ => Reply::error(
+                    502,
+                    "server_error",
+                    &format!("the identity provider answered HTTP {status}"),
+                ),
+            },
+            Err(e) => {
+                log::warn!(
+                    "token exchange with the IdP ({}) failed: {e}",
+                    oauth.profile
+                );
+                Reply::error(
+                    502,
+                    "server_error",
+                    "the identity provider could not be reached",
+                )
+            }
+        }
+    }
+
+    async fn post_form(
+        &self,
+        up: &crate::config::snapshot::Upstream,
+        body: String,
+        authorization: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let mut out = Outgoing::post(Bytes::from(body));
+        out.copied = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "application/json"),
+        ];
+        if let Some(a) = authorization {
+            out.copied.push(("authorization", a));
+        }
+        let exchange = async {
+            let mut ex = Exchange::send(&self.connector, up, &out)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = ex.status();
+            let answer = ex.collect().await.map_err(|e| e.to_string())?;
+            ex.finish(&self.connector, up).await;
+            Ok((status, answer))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(15), exchange)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
+    /// Records a login state as used; false if it already was (replay).
+    fn use_once(&self, nonce: u64, exp: u64) -> bool {
+        let mut local = self.local();
+        let now = now_secs();
+        if local.used_states.len() >= super::LOCAL_CAP {
+            local.used_states.retain(|_, e| *e > now);
+        }
+        local.used_states.insert(nonce, exp).is_none()
+    }
+}
+
+/// The scope sent to the IdP: the client's, mapped, plus the profile's, plus the resource's
+/// scope form when `resource: scope`.
+fn idp_scope(oauth: &OAuthProxy, client: Option<&str>, has_resource: bool) -> String {
+    let mut scopes: Vec<String> = client
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|s| {
+            oauth
+                .scope_map
+                .get(s)
+                .cloned()
+                .unwrap_or_else(|| s.to_string())
+        })
+        .collect();
+    for extra in &oauth.extra_scopes {
+        if !scopes.contains(extra) {
+            scopes.push(extra.clone());
+        }
+    }
+    if has_resource
+        && oauth.resource == ResourceMode::Scope
+        && let Some(v) = &oauth.resource_value
+        && !scopes.contains(v)
+    {
+        scopes.push(v.clone());
+    }
+    scopes.join(" ")
+}
+
+/// What becomes of the client's `resource` on the way to the IdP.
+fn resource_param(oauth: &OAuthProxy, resource: Option<&str>) -> Option<(String, String)> {
+    let resource = resource?;
+    match oauth.resource {
+        ResourceMode::Pass => Some(("resource".into(), resource.to_string())),
+        ResourceMode::Strip | ResourceMode::Scope => None,
+        ResourceMode::Audience => oauth
+            .resource_value
+            .clone()
+            .map(|v| (oauth.audience_parameter.clone(), v)),
+    }
+}
