@@ -214,7 +214,7 @@ impl Gateway {
                     ("POST", "/oauth/register") => self.register(s).await,
                     ("GET", "/oauth/authorize") => self.oauth_authorize(s, snap, oauth).await,
                     ("POST", "/oauth/consent") => self.consent(s, snap, oauth).await,
-                    ("GET", "/oauth/callback") => self.callback(s),
+                    ("GET", "/oauth/callback") => self.callback(s, snap),
                     ("POST", "/oauth/token") => self.token(s, snap, oauth).await,
                     _ => Reply::error(404, "not_found", "no such OAuth endpoint"),
                 }
@@ -245,6 +245,7 @@ impl Gateway {
             "token_endpoint_auth_methods_supported": ["none"],
             "scopes_supported": snap.scopes_supported().unwrap_or_default(),
             "client_id_metadata_document_supported": true,
+            "authorization_response_iss_parameter_supported": true,
         })
     }
 
@@ -540,7 +541,7 @@ impl Gateway {
     }
 
     /// The IdP comes back: check the single-use state, hand the client a code of ours.
-    fn callback(&self, s: &Session) -> Reply {
+    fn callback(&self, s: &Session, snap: &Snapshot) -> Reply {
         let q = form(s.req_header().uri.query().unwrap_or("").as_bytes());
         let flight: Option<Flight> = q.get("state").and_then(|st| self.sealer.open_as(STATE, st));
         let Some(flight) = flight.filter(|f| f.exp > now_secs()) else {
@@ -581,6 +582,8 @@ impl Gateway {
         if let Some(st) = &req.state {
             params.push(("state", st.clone()));
         }
+        // RFC 9207: name the issuer, so clients can tell authorization servers apart.
+        params.push(("iss", snap.public_base()));
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Reply::redirect(with_query(&req.redirect_uri, &params))
     }
