@@ -158,6 +158,12 @@ pub(crate) fn caller_key(value: impl std::hash::Hash) -> u64 {
 impl Gateway {
     pub fn new(snapshot: Snapshot) -> Self {
         let sealer = Sealer::new(&snapshot.session_keys);
+        if snapshot.session_keys.is_empty() {
+            log::warn!(
+                "sessions.keys is empty: a key made at start seals sessions{}; they end with this process and other instances cannot open them",
+                if snapshot.oauth.is_some() { ", OAuth registrations and consents" } else { "" }
+            );
+        }
         let opts = pingora::connectors::ConnectorOptions::new(
             snapshot.server.upstream_keepalive_pool_size,
         );
