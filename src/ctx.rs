@@ -1,7 +1,10 @@
 //! The per-request context: the configuration a request started with, and the record of what
 //! happened to it, which the `logging` hook turns into metrics.
 
+use crate::audit::Slot;
 use crate::config::Snapshot;
+use crate::policy::Caller;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +15,6 @@ pub struct Ctx {
 
 /// What became of one request. Labels are bounded: `method` is a protocol method or `other`,
 /// `route` an index into the snapshot, `tool` set only for tools the route's config names.
-#[derive(Debug)]
 pub struct Record {
     pub started: Instant,
     pub method: &'static str,
@@ -20,6 +22,27 @@ pub struct Record {
     pub tool: Option<String>,
     pub outcome: Option<Outcome>,
     pub upstream_time: Option<Duration>,
+    /// For the audit record: who, which session, which request, what was called.
+    pub caller: Option<Arc<Caller>>,
+    pub session: Option<u128>,
+    pub request_id: Option<String>,
+    /// The exposed tool or prompt name, or resource URI, as the client sent it.
+    pub target: Option<String>,
+    /// The body of an audited call (its arguments are shaped off the data path).
+    pub body: Option<Bytes>,
+    /// Why the gateway refused the request, if it did.
+    pub reason: Option<String>,
+    pub upstream_status: Option<u16>,
+    /// The audit queue place reserved for this request.
+    pub slot: Option<Slot>,
+}
+
+impl Record {
+    /// Proxied calls are always recorded, and so is every refusal.
+    pub fn audited(&self) -> bool {
+        matches!(self.method, "tools/call" | "resources/read" | "prompts/get")
+            || self.reason.is_some()
+    }
 }
 
 impl Default for Record {
@@ -31,6 +54,14 @@ impl Default for Record {
             tool: None,
             outcome: None,
             upstream_time: None,
+            caller: None,
+            session: None,
+            request_id: None,
+            target: None,
+            body: None,
+            reason: None,
+            upstream_status: None,
+            slot: None,
         }
     }
 }

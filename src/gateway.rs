@@ -11,6 +11,7 @@ mod oauth;
 mod passthrough;
 pub mod respond;
 
+use crate::audit::Audit;
 use crate::auth::Authenticator;
 use crate::auth::minted::Minter;
 use crate::config::raw::IdentityMode;
@@ -45,7 +46,9 @@ pub struct Gateway {
     connector: Connector,
     next_id: AtomicU64,
     local: Mutex<Local>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The audit trail's queue.
+    pub audit: Audit,
     /// The configuration generation; open client streams watch it for list changes.
     generation: tokio::sync::watch::Sender<u64>,
     /// Calls in flight per upstream, for `upstream.max_concurrency`.
@@ -156,12 +159,18 @@ pub(crate) fn caller_key(value: impl std::hash::Hash) -> u64 {
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot) -> Self {
+    /// Everything the endpoint needs. Fails when an audit sink cannot be opened: the gateway
+    /// does not run without the trail it was told to keep.
+    pub fn new(snapshot: Snapshot) -> Result<Self, String> {
         let sealer = Sealer::new(&snapshot.session_keys);
         if snapshot.session_keys.is_empty() {
             log::warn!(
                 "sessions.keys is empty: a key made at start seals sessions{}; they end with this process and other instances cannot open them",
-                if snapshot.oauth.is_some() { ", OAuth registrations and consents" } else { "" }
+                if snapshot.oauth.is_some() {
+                    ", OAuth registrations and consents"
+                } else {
+                    ""
+                }
             );
         }
         let opts = pingora::connectors::ConnectorOptions::new(
@@ -179,10 +188,12 @@ impl Gateway {
             }),
             None => Minter::generate(),
         };
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         metrics.config_generation.set(1);
         metrics.config_last_success.set(now_secs() as f64);
-        Self {
+        let audit = Audit::start(&snapshot.audit, metrics.clone())?;
+        Ok(Self {
+            audit,
             config: ArcSwap::from_pointee(snapshot),
             sealer,
             connector: Connector::new(Some(opts)),
@@ -196,7 +207,7 @@ impl Gateway {
             minter,
             catalog: dashmap::DashMap::new(),
             approvals: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The configuration in force; a request takes it once.
@@ -302,12 +313,31 @@ impl Gateway {
         rec: &mut Record,
     ) -> pingora::Result<()> {
         let path = s.req_header().uri.path();
-        let served = if path == snap.mcp_path {
+        let mcp = path == snap.mcp_path;
+        let passthrough = passthrough::route_of(path, snap);
+        if mcp || passthrough.is_some() {
+            // Room for this request's audit record first: once accepted, its record is never lost.
+            match self.audit.reserve().await {
+                Ok(slot) => rec.slot = slot,
+                Err(_) => {
+                    self.metrics.audit_refused.inc();
+                    let e = GatewayError::http(
+                        503,
+                        "Service Unavailable: the audit trail is not keeping up; try again shortly",
+                    );
+                    return respond::error(s, &e).await;
+                }
+            }
+        }
+        let served = if mcp {
             self.serve_merged(s, snap, rec).await
-        } else if let Some(route) = passthrough::route_of(path, snap) {
+        } else if let Some(route) = passthrough {
             rec.route = Some(route.index);
             match self.authenticate(s, snap).await {
-                Ok(caller) => self.serve_passthrough(s, snap, route, &caller).await,
+                Ok(caller) => {
+                    rec.caller = Some(caller.clone());
+                    self.serve_passthrough(s, snap, route, &caller).await
+                }
                 Err(e) => Err(e),
             }
         } else if Gateway::is_oauth_path(path) {
@@ -335,7 +365,13 @@ impl Gateway {
                 Ok(())
             }
             Err(e) => {
-                rec.outcome.get_or_insert(Outcome::Refused);
+                let outcome = *rec.outcome.get_or_insert(Outcome::Refused);
+                // A refusal is the gateway's decision; an upstream failure is not.
+                if (mcp || passthrough.is_some())
+                    && matches!(outcome, Outcome::Refused | Outcome::RateLimited)
+                {
+                    rec.reason = Some(e.to_string());
+                }
                 respond::error(s, &e).await
             }
         }
@@ -349,6 +385,7 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         edge::check_origin(s, snap)?;
         let caller = self.authenticate(s, snap).await?;
+        rec.caller = Some(caller.clone());
         match s.req_header().method.as_str() {
             "POST" => {}
             "DELETE" => {
@@ -363,11 +400,18 @@ impl Gateway {
         }
         edge::check_post_headers(s)?;
         let header_version = edge::protocol_version(s)?;
-        let body = edge::read_body(s, snap.max_body_bytes).await?;
+        let body = edge::read_body(s, snap.max_body_bytes).await?.freeze();
         let (msg, kind) = Message::parse(&body)?;
         let method = msg.method();
         rec.method = method_label(&method);
+        rec.request_id = msg.id.map(|id| id.get().to_string());
+        if rec.audited() {
+            rec.body = Some(body.clone());
+        }
         let req = self.classify(s, snap, header_version, &msg, kind, caller)?;
+        if let Era::Session { state, .. } = &req.era {
+            rec.session = Some(state.id);
+        }
         match kind {
             Kind::Request => self.request(s, req, &msg, &method, rec).await,
             Kind::Notification => {

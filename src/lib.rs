@@ -2,6 +2,7 @@
 //! routed by name, lists merged, sessions sealed so instances share nothing.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod ctx;

@@ -40,10 +40,24 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run the gateway in front of two built-in sample upstreams on loopback.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of JSONL audit files; say where it breaks.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -78,6 +92,40 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Demo { listen } => demo(&listen),
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => {
+            let mut ok = true;
+            for file in files {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                match mcp_edge::audit::chain::verify(text.lines()) {
+                    mcp_edge::audit::chain::Verdict::Intact {
+                        records,
+                        starts_after,
+                    } => {
+                        let after = if starts_after.is_empty() {
+                            "the start of the trail".to_string()
+                        } else {
+                            format!("record {starts_after}")
+                        };
+                        println!(
+                            "{}: {records} records, chain intact (follows {after})",
+                            file.display()
+                        );
+                    }
+                    mcp_edge::audit::chain::Verdict::Broken { line, why } => {
+                        println!("{}:{line}: {why}", file.display());
+                        ok = false;
+                    }
+                }
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Explain {
             config,
             subject,

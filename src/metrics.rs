@@ -28,6 +28,14 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub config_last_success: Gauge,
+    /// Audit records waiting for the sinks.
+    pub audit_queue_depth: IntGauge,
+    /// Audit records stored, by sink.
+    pub audit_written: IntCounterVec,
+    /// Failed audit writes (retried), by sink.
+    pub audit_write_errors: IntCounterVec,
+    /// Calls refused because the audit queue was full (`when_full: refuse`).
+    pub audit_refused: IntCounter,
     pub sessions_opened: IntCounter,
     pub sessions_ended: IntCounter,
     pub open_streams: IntGauge,
@@ -83,6 +91,16 @@ impl Metrics {
             "Requests refused by a limit, by scope",
             &["scope"],
         );
+        let audit_written = counter(
+            "mcp_edge_audit_records_written_total",
+            "Audit records stored, by sink",
+            &["sink"],
+        );
+        let audit_write_errors = counter(
+            "mcp_edge_audit_write_errors_total",
+            "Failed audit writes (they are retried), by sink",
+            &["sink"],
+        );
         let reloads = counter(
             "mcp_edge_config_reloads_total",
             "Configuration reloads by result (ok, error)",
@@ -129,6 +147,21 @@ impl Metrics {
         registry
             .register(Box::new(config_last_success.clone()))
             .expect("register");
+        let audit_refused = single(
+            IntCounter::new(
+                "mcp_edge_audit_refused_total",
+                "Calls refused because the audit queue was full",
+            )
+            .expect("metric"),
+        );
+        let audit_queue_depth = IntGauge::new(
+            "mcp_edge_audit_queue_depth",
+            "Audit records waiting for the sinks",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(audit_queue_depth.clone()))
+            .expect("register");
         let open_streams =
             IntGauge::new("mcp_edge_open_streams", "Client SSE streams open now").expect("metric");
         registry
@@ -157,6 +190,10 @@ impl Metrics {
             reloads,
             config_generation,
             config_last_success,
+            audit_queue_depth,
+            audit_written,
+            audit_write_errors,
+            audit_refused,
             sessions_opened,
             sessions_ended,
             open_streams,

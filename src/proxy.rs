@@ -3,6 +3,7 @@
 //! re-identified, so upstream traffic goes through Pingora's pooled connector from there rather
 //! than through the proxy phase, whose body replay stops at 64 KiB.
 
+use crate::audit::Pending;
 use crate::ctx::{Ctx, Outcome, Record};
 use crate::gateway::Gateway;
 use async_trait::async_trait;
@@ -43,7 +44,7 @@ impl ProxyHttp for McpProxy {
     }
 
     /// Runs last for every request: the one place metrics are recorded.
-    async fn logging(&self, _session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
         let rec = &ctx.record;
         let outcome = match (rec.outcome, error) {
             (Some(o), _) => o,
@@ -72,6 +73,31 @@ impl ProxyHttp for McpProxy {
             m.tool_calls
                 .with_label_values(&[route, tool, outcome.as_str()])
                 .inc();
+        }
+        let audited = rec.audited();
+        let rec = &mut ctx.record;
+        if let Some(slot) = rec.slot.take()
+            && audited
+        {
+            slot.send(Pending {
+                at: std::time::SystemTime::now() - rec.started.elapsed(),
+                request_id: rec.request_id.take(),
+                session: rec.session,
+                caller: rec.caller.take(),
+                method: rec.method,
+                route: rec
+                    .route
+                    .and_then(|i| ctx.snapshot.routes.get(i))
+                    .map(|r| r.name.clone()),
+                target: rec.target.take(),
+                body: rec.body.take(),
+                refused: rec.reason.take(),
+                outcome: outcome.as_str(),
+                upstream_status: rec.upstream_status,
+                latency: rec.started.elapsed(),
+                bytes_in: session.body_bytes_read() as u64,
+                bytes_out: session.body_bytes_sent() as u64,
+            });
         }
     }
 }

@@ -47,7 +47,8 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
     server.bootstrap();
     let mcp_path = snapshot.mcp_path.clone();
     let routes = snapshot.routes.len();
-    let gateway = Arc::new(Gateway::new(snapshot));
+    let gateway = Arc::new(Gateway::new(snapshot).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let audit = gateway.clone();
 
     let mut mcp = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -109,5 +110,7 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
         log::error!("the listeners on {addr} and {admin_addr} did not come up");
     });
     server.run(RunArgs::default());
+    // Every request has finished: write what is queued before the process ends.
+    audit.audit.finish();
     Ok(())
 }

@@ -202,6 +202,7 @@ fn compile_parsed(
     let oauth_without_jwt = raw.oauth_proxy.is_some() && raw.auth.mode != RawAuthMode::Jwt;
     let auth = security::compile_auth(raw.auth, &mcp_url, base, &mut errs);
     let identity = security::compile_identity(raw.identity, base, &mut errs);
+    let audit = security::compile_audit(raw.audit, base, &mut errs);
     let oauth = raw
         .oauth_proxy
         .and_then(|o| security::compile_oauth(o, base, &mut errs));
@@ -316,6 +317,7 @@ fn compile_parsed(
         caller_limit,
         limit_store: raw.limits.store,
         auth,
+        audit,
         identity,
         oauth,
         routes,

@@ -38,6 +38,8 @@ pub struct RawGateway {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub audit: RawAudit,
+    #[serde(default)]
     pub server: RawServer,
 }
 
@@ -107,6 +109,79 @@ pub struct RawLimits {
     /// `redis://host:port/db` to share buckets between instances; absent: local buckets.
     #[serde(default)]
     pub store: Option<String>,
+}
+
+/// The audit trail: where records go and what happens when they cannot keep up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// Records waiting for the sinks at most.
+    pub queue: usize,
+    /// When the queue is full: `block` new calls until there is room, or `refuse` them.
+    pub when_full: WhenFull,
+    /// Key of the HMACs that stand for argument values (`${env:…}`/`${file:…}`); absent: a key
+    /// made at start (HMACs then compare only within one run).
+    pub hmac_key: Option<String>,
+    pub sinks: Vec<RawSink>,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            queue: 65_536,
+            when_full: WhenFull::Block,
+            hmac_key: None,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenFull {
+    Block,
+    Refuse,
+}
+
+/// One sink: exactly one of its keys (`- jsonl: {…}` or `- postgres: {…}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    #[serde(default)]
+    pub jsonl: Option<RawJsonlSink>,
+    #[serde(default)]
+    pub postgres: Option<RawPostgresSink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJsonlSink {
+    /// Directory of the `audit-*.jsonl` files (relative to this file).
+    pub dir: PathBuf,
+    /// A new file past this size (default 100 MiB) and at each UTC day.
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
+    /// `always` (every batch is on disk before the next), `interval` (every second), `never`.
+    #[serde(default)]
+    pub fsync: Option<Fsync>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresSink {
+    /// A libpq-style connection string or URL (`${env:…}` for the password).
+    pub url: String,
+    /// Records older than this many days are deleted hourly (absent: kept).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 /// The admin listener: /metrics, /healthz, /readyz.

@@ -142,5 +142,8 @@ fn restart_needed(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'stati
     if old.limit_store != new.limit_store {
         changed.push("limits.store");
     }
+    if old.audit != new.audit {
+        changed.push("audit");
+    }
     changed
 }

@@ -3,10 +3,13 @@
 
 use super::compile::{Errors, compile_upstream, parse_file};
 use super::raw::{
-    RawAuth, RawAuthMode, RawIdentitySettings, RawOAuthProfile, RawOAuthProxy, RawRoute,
-    ResourceMode,
+    Fsync, RawAudit, RawAuth, RawAuthMode, RawIdentitySettings, RawOAuthProfile, RawOAuthProxy,
+    RawRoute, ResourceMode,
 };
-use super::snapshot::{AuthSettings, Claims, IdentitySettings, JwtSettings, KeySource, OAuthProxy};
+use super::snapshot::{
+    AuditSettings, AuthSettings, Claims, IdentitySettings, JwtSettings, KeySource, OAuthProxy,
+    SinkSettings,
+};
 use crate::policy::{AccessScopes, RoutePolicy, ToolRule};
 use jsonwebtoken::Algorithm;
 use std::collections::HashMap;
@@ -245,6 +248,47 @@ pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Opti
         extra_scopes,
         allow_insecure_cimd: raw.allow_insecure_cimd,
     })
+}
+
+pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSettings {
+    if raw.queue == 0 {
+        errs.push("audit.queue", "must be at least 1");
+    }
+    let hmac_key = raw
+        .hmac_key
+        .map(|k| expand_secrets(&k, "audit.hmac_key", errs).into_bytes());
+    if hmac_key.as_ref().is_some_and(|k| k.len() < 16) {
+        errs.push("audit.hmac_key", "must be at least 16 bytes");
+    }
+    let sinks = raw
+        .sinks
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, s)| match (s.jsonl, s.postgres) {
+            (Some(j), None) => Some(SinkSettings::Jsonl {
+                dir: base.join(j.dir),
+                max_file_bytes: j.max_file_bytes.unwrap_or(100 * 1024 * 1024).max(4096),
+                fsync: j.fsync.unwrap_or(Fsync::Always),
+            }),
+            (None, Some(p)) => Some(SinkSettings::Postgres {
+                url: expand_secrets(&p.url, &format!("audit.sinks[{i}].postgres.url"), errs),
+                retention_days: p.retention_days,
+            }),
+            _ => {
+                errs.push(
+                    &format!("audit.sinks[{i}]"),
+                    "give exactly one of `jsonl` or `postgres`",
+                );
+                None
+            }
+        })
+        .collect();
+    AuditSettings {
+        queue: raw.queue.max(1),
+        when_full: raw.when_full,
+        hmac_key,
+        sinks,
+    }
 }
 
 /// The parts of a route file about who sees what and what the upstream is told.

@@ -1,7 +1,7 @@
 //! The immutable runtime view of the configuration. Built only by `compile.rs`, shared through an
 //! `ArcSwap`, taken once per request so one request sees one config from start to end.
 
-use super::raw::{IdentityMode, ResourceMode};
+use super::raw::{Fsync, IdentityMode, ResourceMode, WhenFull};
 use crate::limits::Limiter;
 use crate::policy::RoutePolicy;
 use pingora::upstreams::peer::HttpPeer;
@@ -41,6 +41,7 @@ pub struct Snapshot {
     /// `redis://…` for buckets shared between instances.
     pub limit_store: Option<String>,
     pub auth: AuthSettings,
+    pub audit: AuditSettings,
     pub identity: IdentitySettings,
     pub oauth: Option<OAuthProxy>,
     pub routes: Vec<Route>,
@@ -85,6 +86,28 @@ pub struct Route {
     pub headers: Vec<(String, String)>,
     /// Further headers per caller tenant.
     pub tenant_headers: HashMap<String, Vec<(String, String)>>,
+}
+
+/// The audit trail (read at start; changes need a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub queue: usize,
+    pub when_full: WhenFull,
+    pub hmac_key: Option<Vec<u8>>,
+    pub sinks: Vec<SinkSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSettings {
+    Jsonl {
+        dir: PathBuf,
+        max_file_bytes: u64,
+        fsync: Fsync,
+    },
+    Postgres {
+        url: String,
+        retention_days: Option<u32>,
+    },
 }
 
 /// How callers are authenticated.

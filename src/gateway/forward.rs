@@ -39,6 +39,8 @@ struct Call<'a> {
     body: Bytes,
     /// The client's answer is already an open event stream (an approval was asked on it).
     streaming: bool,
+    /// The upstream's HTTP status, once it answered (for the audit record).
+    status: std::sync::atomic::AtomicU16,
     rw: Rewriter<'a>,
 }
 
@@ -146,6 +148,8 @@ impl Gateway {
         let mut params = jsonrpc::split_params(msg.params)
             .map_err(|e| GatewayError::rpc(id, e.code, e.message))?;
         let stateless = matches!(req.era, Era::Stateless);
+        rec.target =
+            jsonrpc::str_param(&params, "name").or_else(|| jsonrpc::str_param(&params, "uri"));
         let (route, upstream_name) = self.resolve(req, &mut params, method, id, stateless)?;
         rec.route = Some(route.index);
         let needs_approval = self
@@ -209,6 +213,7 @@ impl Gateway {
             name: upstream_name.as_deref(),
             body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
             streaming,
+            status: std::sync::atomic::AtomicU16::new(0),
             rw: Rewriter {
                 route: &route.name,
                 upstream_id: &upstream_id,
@@ -219,6 +224,8 @@ impl Gateway {
         let started = Instant::now();
         let result = self.forward(s, req, &call, started + route.timeout).await;
         rec.upstream_time = Some(started.elapsed());
+        rec.upstream_status =
+            Some(call.status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0);
         match result {
             Ok(outcome) => {
                 rec.outcome = Some(outcome);
@@ -388,6 +395,8 @@ impl Gateway {
                 Ok(Ok(ex)) => ex,
             };
             let status = ex.status();
+            call.status
+                .store(status, std::sync::atomic::Ordering::Relaxed);
             let has_session = link.has_session();
             if status == 404 && has_session {
                 ex.finish(&self.connector, &route.upstream).await;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod idp;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -86,6 +87,14 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM, then waits for the process to end; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
     }
 
     /// The value of one metric series on `/metrics` (0 when absent).

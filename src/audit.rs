@@ -1,0 +1,339 @@
+//! The audit trail: one record per proxied call (`tools/call`, `resources/read`, `prompts/get`)
+//! and per refusal. The data path hands a few references to a bounded queue through a slot it
+//! reserved when the request began, so a record is never dropped and nothing waits on disk or
+//! network; a writer thread of its own shapes the records (argument shape, keyed HMACs), chains
+//! them per sink and writes them. On shutdown or upgrade the queue drains before the process ends.
+
+pub mod chain;
+mod jsonl;
+mod postgres;
+
+use crate::config::raw::WhenFull;
+use crate::config::snapshot::{AuditSettings, SinkSettings};
+use crate::metrics::Metrics;
+use crate::policy::Caller;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// What the data path hands over: cheap to build, shaped later by the writer.
+pub struct Pending {
+    pub at: SystemTime,
+    pub request_id: Option<String>,
+    pub session: Option<u128>,
+    pub caller: Option<Arc<Caller>>,
+    pub method: &'static str,
+    pub route: Option<String>,
+    /// The exposed tool or prompt name, or resource URI.
+    pub target: Option<String>,
+    /// The request body, to read `params.arguments` from off the data path.
+    pub body: Option<Bytes>,
+    pub refused: Option<String>,
+    pub outcome: &'static str,
+    pub upstream_status: Option<u16>,
+    pub latency: Duration,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// One audit record as written.
+#[derive(Debug, Serialize)]
+pub struct Record {
+    /// Hash of the previous record in the same sink (the chain).
+    pub prev: String,
+    pub time: String,
+    pub request_id: Option<String>,
+    pub session: Option<String>,
+    pub subject: Option<String>,
+    pub groups: Vec<String>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub method: String,
+    pub route: Option<String>,
+    pub target: Option<String>,
+    /// Keys and JSON types; each value as a keyed HMAC, never the value.
+    pub arguments: Value,
+    pub decision: &'static str,
+    pub reason: Option<String>,
+    pub outcome: String,
+    pub upstream_status: Option<u16>,
+    pub latency_ms: f64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// The data path's side of the trail.
+pub struct Audit {
+    tx: Option<mpsc::Sender<Message>>,
+    when_full: WhenFull,
+    finished: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+enum Message {
+    Record(Box<Pending>),
+    /// Everything before this is written; the writer may stop.
+    Finish,
+}
+
+/// A reserved place in the queue: whatever happens to the request, its record fits.
+pub struct Slot(mpsc::OwnedPermit<Message>);
+
+impl Slot {
+    pub fn send(self, p: Pending) {
+        self.0.send(Message::Record(Box::new(p)));
+    }
+}
+
+/// The queue is full and the policy is to refuse.
+#[derive(Debug)]
+pub struct Full;
+
+impl Audit {
+    /// No sinks: nothing is recorded and nothing waits.
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            when_full: WhenFull::Block,
+            finished: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Opens every sink (migrations included) and starts the writer. Fails, and the gateway
+    /// does not start, when a sink cannot be opened.
+    pub fn start(settings: &AuditSettings, metrics: Arc<Metrics>) -> Result<Self, String> {
+        if settings.sinks.is_empty() {
+            return Ok(Self::disabled());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        for s in &settings.sinks {
+            match s {
+                SinkSettings::Jsonl {
+                    dir,
+                    max_file_bytes,
+                    fsync,
+                } => sinks.push(Box::new(
+                    jsonl::JsonlSink::open(dir, *max_file_bytes, *fsync)
+                        .map_err(|e| format!("audit sink jsonl {}: {e}", dir.display()))?,
+                )),
+                SinkSettings::Postgres {
+                    url,
+                    retention_days,
+                } => {
+                    let sink = runtime
+                        .block_on(postgres::PgSink::open(url, *retention_days))
+                        .map_err(|e| format!("audit sink postgres: {e}"))?;
+                    sinks.push(Box::new(sink));
+                }
+            }
+        }
+        let key = settings.hmac_key.clone().unwrap_or_else(|| {
+            log::warn!("audit.hmac_key is not set: argument HMACs compare only within this run");
+            rand::random::<[u8; 32]>().to_vec()
+        });
+        let (tx, rx) = mpsc::channel(settings.queue);
+        let depth = tx.clone();
+        let writer = std::thread::Builder::new()
+            .name("mcp-edge audit".into())
+            .spawn(move || runtime.block_on(write_loop(rx, sinks, key, metrics, depth)))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            tx: Some(tx),
+            when_full: settings.when_full,
+            finished: std::sync::Mutex::new(Some(writer)),
+        })
+    }
+
+    /// A place for this request's record: waits for room (`block`) or fails (`refuse`).
+    /// `None` when auditing is off.
+    pub async fn reserve(&self) -> Result<Option<Slot>, Full> {
+        let Some(tx) = &self.tx else {
+            return Ok(None);
+        };
+        match self.when_full {
+            WhenFull::Block => tx
+                .clone()
+                .reserve_owned()
+                .await
+                .map(|p| Some(Slot(p)))
+                .map_err(|_| Full),
+            WhenFull::Refuse => tx
+                .clone()
+                .try_reserve_owned()
+                .map(|p| Some(Slot(p)))
+                .map_err(|_| Full),
+        }
+    }
+
+    /// Writes everything queued, then stops the writer. Called once the server has stopped.
+    pub fn finish(&self) {
+        let handle = self
+            .finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let (Some(tx), Some(handle)) = (&self.tx, handle) {
+            let _ = tx.blocking_send(Message::Finish);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Where records go. `write` returns only when the batch is stored (it retries on its own).
+#[async_trait::async_trait]
+trait Sink: Send {
+    async fn write(&mut self, records: &mut [Record], metrics: &Metrics);
+    async fn housekeeping(&mut self) {}
+}
+
+async fn write_loop(
+    mut rx: mpsc::Receiver<Message>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    key: Vec<u8>,
+    metrics: Arc<Metrics>,
+    depth: mpsc::Sender<Message>,
+) {
+    let mut batch = Vec::with_capacity(512);
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        batch.clear();
+        let n = tokio::select! {
+            n = rx.recv_many(&mut batch, 512) => n,
+            _ = housekeeping.tick() => {
+                for sink in &mut sinks {
+                    sink.housekeeping().await;
+                }
+                continue;
+            }
+        };
+        if n == 0 {
+            return;
+        }
+        let finish = batch.iter().any(|m| matches!(m, Message::Finish));
+        let pending: Vec<Pending> = batch
+            .drain(..)
+            .filter_map(|m| match m {
+                Message::Record(p) => Some(*p),
+                Message::Finish => None,
+            })
+            .collect();
+        metrics
+            .audit_queue_depth
+            .set((depth.max_capacity() - depth.capacity()) as i64);
+        if !pending.is_empty() {
+            for sink in &mut sinks {
+                let mut records: Vec<Record> = pending.iter().map(|p| shape(p, &key)).collect();
+                sink.write(&mut records, &metrics).await;
+            }
+        }
+        if finish && rx.is_empty() {
+            return;
+        }
+    }
+}
+
+/// A pending record made whole: time, caller, argument shape.
+fn shape(p: &Pending, key: &[u8]) -> Record {
+    let arguments = p
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+        .and_then(|v| v.get("params").and_then(|p| p.get("arguments")).cloned())
+        .map(|a| argument_shape(&a, key))
+        .unwrap_or(Value::Null);
+    let caller = p.caller.as_deref();
+    Record {
+        prev: String::new(),
+        time: humantime::format_rfc3339_millis(p.at).to_string(),
+        request_id: p.request_id.clone(),
+        session: p.session.map(|s| format!("{s:032x}")),
+        subject: caller.map(|c| c.subject.clone()),
+        groups: caller.map(|c| c.groups.clone()).unwrap_or_default(),
+        tenant: caller.and_then(|c| c.tenant.clone()),
+        client_id: caller.and_then(|c| c.client_id.clone()),
+        method: p.method.to_string(),
+        route: p.route.clone(),
+        target: p.target.clone(),
+        arguments,
+        decision: if p.refused.is_some() {
+            "refused"
+        } else {
+            "allowed"
+        },
+        reason: p.refused.clone(),
+        outcome: p.outcome.to_string(),
+        upstream_status: p.upstream_status,
+        latency_ms: p.latency.as_secs_f64() * 1000.0,
+        bytes_in: p.bytes_in,
+        bytes_out: p.bytes_out,
+    }
+}
+
+/// Keys and JSON types of the arguments; every leaf value becomes `{type, hmac}`.
+pub fn argument_shape(v: &Value, key: &[u8]) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), argument_shape(v, key)))
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|i| argument_shape(i, key)).collect()),
+        leaf => {
+            let kind = match leaf {
+                Value::Null => "null",
+                Value::Bool(_) => "boolean",
+                Value::Number(_) => "number",
+                _ => "string",
+            };
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable_mac());
+            mac.update(leaf.to_string().as_bytes());
+            let digest = mac.finalize().into_bytes();
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!({"type": kind, "hmac": hex})
+        }
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn unreachable_mac() -> Hmac<Sha256> {
+    // HMAC accepts keys of any length; this cannot fail.
+    Hmac::<Sha256>::new_from_slice(&[0]).expect("hmac key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shapes_keep_keys_and_types_and_hide_values() {
+        let args = json!({"table": "salaries", "limit": 5, "filters": [{"ssn": "123-45-6789"}], "dry": true});
+        let shape = argument_shape(&args, b"0123456789abcdef");
+        let text = shape.to_string();
+        assert!(
+            !text.contains("salaries") && !text.contains("123-45-6789"),
+            "{text}"
+        );
+        assert_eq!(shape["limit"]["type"], "number");
+        assert_eq!(shape["filters"][0]["ssn"]["type"], "string");
+        assert_eq!(shape["dry"]["type"], "boolean");
+        assert_eq!(
+            shape["table"],
+            argument_shape(&json!("salaries"), b"0123456789abcdef"),
+            "same value, same HMAC"
+        );
+        assert_ne!(
+            shape["table"],
+            argument_shape(&json!("salaries"), b"another key 12345"),
+            "keyed"
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! The audit trail with real sinks: a JSONL directory and a real PostgreSQL. Records for allowed,
+//! refused and failed calls; argument values never stored; the chain catches edits, deletions
+//! and reordering; a graceful stop loses nothing; PostgreSQL down at start or lost mid-run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::postgres::Postgres;
+use common::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "top-secret-value-4711";
+
+fn audit_yaml(dir: &Path, pg: Option<&Postgres>) -> String {
+    let mut y = format!(
+        "audit:\n  hmac_key: audit-test-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: always }}\n",
+        dir.display()
+    );
+    if let Some(pg) = pg {
+        y.push_str(&format!(
+            "    - postgres: {{ url: \"{}\", retention_days: 30 }}\n",
+            pg.url()
+        ));
+    }
+    y
+}
+
+fn jsonl_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn pg_lines(pg: &Postgres) -> Vec<String> {
+    let client = pg.client().await;
+    client
+        .query("SELECT line FROM mcp_edge_audit ORDER BY seq", &[])
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+fn verify_cli(file: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["audit", "verify"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+fn record(line: &str) -> Value {
+    serde_json::from_str(line).unwrap()
+}
+
+#[tokio::test]
+async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values() {
+    let pg = Postgres::start();
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}/mcp", free_port());
+    let mut gw = Gateway::start(Setup {
+        routes: vec![
+            (
+                "alpha",
+                alpha.url.clone(),
+                "limits:\n  per_tool:\n    large: { per_user_rpm: 60, burst: 1 }",
+            ),
+            ("dead", dead, "  timeout: 2s"),
+        ],
+        extra: &audit_yaml(dir.path(), Some(&pg)),
+    });
+    let raw = Raw::open(&gw.url).await;
+    let call = |id: u64, tool: &str, args: Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
+    };
+    let (_, v) = raw
+        .rpc(call(
+            1,
+            "alpha__echo",
+            json!({"text": SECRET, "n": 7, "deep": {"list": [SECRET, true]}}),
+        ))
+        .await;
+    assert!(v["result"].is_object());
+    raw.rpc(call(2, "alpha__fail", json!({}))).await;
+    raw.rpc(call(3, "nobody__x", json!({"text": SECRET}))).await;
+    raw.rpc("{not json").await;
+    raw.rpc(call(5, "dead__echo", json!({"text": "x"}))).await;
+    raw.rpc(call(6, "alpha__large", json!({"bytes": 1}))).await;
+    raw.rpc(call(7, "alpha__large", json!({"bytes": 1}))).await;
+    raw.rpc(r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#).await;
+    assert!(gw.terminate().success(), "graceful stop");
+
+    let lines = jsonl_lines(dir.path());
+    let records: Vec<Value> = lines.iter().map(|l| record(l)).collect();
+    let summary: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap_or("-").to_string(),
+                r["decision"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expect = |t: &str, d: &str, o: &str| (t.to_string(), d.to_string(), o.to_string());
+    assert_eq!(
+        summary,
+        vec![
+            expect("alpha__echo", "allowed", "ok"),
+            expect("alpha__fail", "allowed", "tool_error"),
+            expect("nobody__x", "refused", "refused"),
+            expect("-", "refused", "refused"),
+            expect("dead__echo", "allowed", "upstream_error"),
+            expect("alpha__large", "allowed", "ok"),
+            expect("alpha__large", "refused", "rate_limited"),
+        ],
+        "one record per call and refusal, none for ping or the handshake"
+    );
+    let first = &records[0];
+    assert_eq!(first["request_id"], json!("1"));
+    assert_eq!(first["route"], json!("alpha"));
+    assert_eq!(first["subject"], json!("anonymous"));
+    assert_eq!(first["upstream_status"], json!(200));
+    assert!(first["session"].as_str().unwrap().len() == 32);
+    assert!(first["bytes_in"].as_u64().unwrap() > 0 && first["bytes_out"].as_u64().unwrap() > 0);
+    assert!(first["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["arguments"]["n"]["type"], json!("number"));
+    assert_eq!(
+        first["arguments"]["deep"]["list"][1]["type"],
+        json!("boolean")
+    );
+    assert_eq!(
+        first["arguments"]["text"]["hmac"], first["arguments"]["deep"]["list"][0]["hmac"],
+        "equal values, equal HMACs"
+    );
+    assert!(
+        records[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown tool")
+    );
+    assert!(
+        records[3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Parse error")
+    );
+    assert!(
+        records[6]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Rate limit")
+    );
+
+    let pg_rows = pg_lines(&pg).await;
+    assert_eq!(pg_rows.len(), lines.len(), "the same records in PostgreSQL");
+    for text in lines.iter().chain(pg_rows.iter()) {
+        assert!(
+            !text.contains(SECRET),
+            "an argument value reached the audit trail"
+        );
+    }
+    assert!(matches!(
+        mcp_edge::audit::chain::verify(pg_rows.iter().map(String::as_str)),
+        mcp_edge::audit::chain::Verdict::Intact { records: 7, .. }
+    ));
+
+    // The chain: intact as written, broken by an edit, a deletion or a reordering.
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (ok, out) = verify_cli(&file);
+    assert!(ok, "{out}");
+    assert!(out.contains("7 records, chain intact"), "{out}");
+    let tampered = dir.path().join("tampered.jsonl");
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "edited",
+            {
+                let mut l = lines.clone();
+                l[2] = l[2].replace("refused", "allowed");
+                l
+            },
+            ":3: the record was altered",
+        ),
+        (
+            "deleted",
+            {
+                let mut l = lines.clone();
+                l.remove(3);
+                l
+            },
+            ":4: the chain is broken",
+        ),
+        (
+            "reordered",
+            {
+                let mut l = lines.clone();
+                l.swap(1, 2);
+                l
+            },
+            ":2: the chain is broken",
+        ),
+    ];
+    for (what, content, expected) in cases {
+        std::fs::write(&tampered, content.join("\n") + "\n").unwrap();
+        let (ok, out) = verify_cli(&tampered);
+        assert!(!ok, "{what} went unnoticed");
+        assert!(out.contains(expected), "{what}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_under_load_loses_no_record() {
+    let pg = Postgres::start();
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: &audit_yaml(dir.path(), Some(&pg)),
+    });
+    let clients = 8;
+    let per_client = 40;
+    let runs: Vec<_> = (0..clients)
+        .map(|c| {
+            let url = gw.url.clone();
+            tokio::spawn(async move {
+                let raw = Raw::open(&url).await;
+                for i in 0..per_client {
+                    let body = json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":format!("c{c}")}}});
+                    let (status, _) = raw.rpc(body.to_string()).await;
+                    assert_eq!(status, 200);
+                }
+            })
+        })
+        .collect();
+    for r in runs {
+        r.await.unwrap();
+    }
+    assert!(gw.terminate().success());
+    let n = clients * per_client;
+    assert_eq!(
+        jsonl_lines(dir.path()).len(),
+        n,
+        "JSONL holds one record per call"
+    );
+    assert_eq!(
+        pg_lines(&pg).await.len(),
+        n,
+        "PostgreSQL holds one record per call"
+    );
+}
+
+#[tokio::test]
+async fn postgres_down_at_start_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("gw.yaml");
+    std::fs::create_dir_all(dir.path().join("routes")).unwrap();
+    let closed = free_port();
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:0\npublic_url: http://127.0.0.1\nroutes_dir: routes\nadmin: {{ listen: 127.0.0.1:0 }}\n\
+             audit:\n  sinks:\n    - postgres: {{ url: \"host=127.0.0.1 port={closed} user=postgres password=hunter2\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["run", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started without its audit sink");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit sink postgres: cannot connect"), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the password leaked into the message"
+    );
+}
+
+#[tokio::test]
+async fn records_wait_for_postgres_and_land_when_it_returns() {
+    let mut pg = Postgres::start();
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: &audit_yaml(dir.path(), Some(&pg)),
+    });
+    let raw = Raw::open(&gw.url).await;
+    let call = |i: u64| {
+        json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}).to_string()
+    };
+    for i in 0..3 {
+        assert_eq!(raw.rpc(call(i)).await.0, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg_lines(&pg).await.len() < 3 && Instant::now() < deadline {}
+    pg.stop();
+    for i in 3..6 {
+        assert_eq!(
+            raw.rpc(call(i)).await.0,
+            200,
+            "calls go on while the database is away"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw
+        .metric("mcp_edge_audit_write_errors_total{sink=\"postgres\"}")
+        .await
+        < 1.0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gw.metric("mcp_edge_audit_write_errors_total{sink=\"postgres\"}")
+            .await
+            >= 1.0
+    );
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut rows = 0;
+    while Instant::now() < deadline {
+        rows = pg_lines(&pg).await.len();
+        if rows == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 6, "the queued records landed");
+    assert_eq!(jsonl_lines(dir.path()).len(), 6);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_calls_rather_than_drop_records() {
+    let mut pg = Postgres::start();
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = audit_yaml(dir.path(), Some(&pg))
+        .replace("audit:\n", "audit:\n  queue: 2\n  when_full: refuse\n");
+    let gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: &extra,
+    });
+    let raw = Raw::open(&gw.url).await;
+    pg.stop();
+    let call = |i: u64| {
+        json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}).to_string()
+    };
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..20 {
+        let r = raw.post(call(i)).await;
+        if r.status() == 503 {
+            refused = Some(r.json::<Value>().await.unwrap());
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        accepted += 1;
+    }
+    let refused = refused.expect("the queue never filled");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("audit trail is not keeping up"),
+        "{refused}"
+    );
+    assert!(gw.metric("mcp_edge_audit_refused_total").await >= 1.0);
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg_lines(&pg).await.len() < accepted && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pg_lines(&pg).await.len(),
+        accepted,
+        "every accepted call was recorded"
+    );
+}
