@@ -288,11 +288,27 @@ pub async fn spawn_upstream(name: &'static str) -> std::io::Result<Upstream> {
 
 /// Starts a sample upstream on a given address (a restarted upstream keeps its address).
 pub async fn spawn_upstream_on(name: &'static str, addr: &str) -> std::io::Result<Upstream> {
+    spawn_upstream_with(name, addr, Mode::Sessions).await
+}
+
+/// How a sample upstream speaks Streamable HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Sessions, SSE answers (rmcp's default).
+    Sessions,
+    /// No sessions, plain JSON answers unless a tool sends notifications (the benchmark's).
+    StatelessJson,
+}
+
+/// Starts a sample upstream on `addr` in the given mode.
+pub async fn spawn_upstream_with(name: &'static str, addr: &str, mode: Mode) -> std::io::Result<Upstream> {
     let probe = Arc::new(Probe::default());
     let server = SampleServer::new(name, probe.clone());
     let stop = CancellationToken::new();
     let config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(Duration::from_millis(500)))
+        .with_legacy_session_mode(mode == Mode::Sessions)
+        .with_json_response(mode == Mode::StatelessJson)
         .with_cancellation_token(stop.child_token());
     let service: StreamableHttpService<SampleServer, LocalSessionManager> =
         StreamableHttpService::new(

@@ -79,6 +79,7 @@ impl Minter {
             "sub": caller.subject,
             "aud": audience,
             "groups": caller.groups,
+            "scope": caller.scopes.join(" "),
             "tenant": caller.tenant,
             "client_id": caller.client_id,
             "iat": now,

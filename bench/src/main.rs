@@ -1,0 +1,249 @@
+//! mcp-edge-bench: an MCP load generator and the harness that runs it against several targets
+//! side by side — the upstream directly, nginx as a plain reverse proxy, mcp-edge with everything
+//! off, and mcp-edge with JWT + policy + limits + audit on — interleaved, several rounds, medians.
+//!
+//! `mcp-edge-bench run [--quick]` writes bench/RESULTS.md; `mcp-edge-bench upstream ADDR MODE`
+//! is the purpose-built upstream it starts (rmcp, an `echo` tool, JSON answers).
+
+mod load;
+mod procs;
+mod report;
+
+use anyhow::{Context, Result, bail};
+use load::{Kind, Run, Target};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("upstream") => upstream(args.get(1).context("ADDR")?, args.get(2).map_or("json", String::as_str)),
+        Some("run") | None => run(args.iter().any(|a| a == "--quick")),
+        Some(other) => bail!("unknown command `{other}`; use `run [--quick]` or `upstream ADDR json|sessions`"),
+    }
+}
+
+/// The purpose-built upstream, in its own process so its CPU is not the gateway's.
+fn upstream(addr: &str, mode: &str) -> Result<()> {
+    let mode = match mode {
+        "sessions" => mcp_edge::demo::Mode::Sessions,
+        _ => mcp_edge::demo::Mode::StatelessJson,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let up = mcp_edge::demo::spawn_upstream_with("bench", addr, mode).await?;
+        println!("ready {}", up.url);
+        tokio::signal::ctrl_c().await?;
+        drop(up);
+        Ok(())
+    })
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts a program and waits for the line that starts with `ready`, returning the rest.
+fn start(cmd: &mut Command, ready: &str) -> Result<(Proc, String)> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let out = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(out).lines();
+    let proc_ = Proc(child);
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.strip_prefix(ready) {
+            std::thread::spawn(move || for _ in lines {});
+            return Ok((proc_, rest.trim().to_string()));
+        }
+    }
+    bail!("{cmd:?} ended before it was ready")
+}
+
+fn spawn_upstream(me: &Path, mode: &str) -> Result<(Proc, String)> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    start(Command::new(me).args(["upstream", &addr, mode]), "ready")
+}
+
+fn spawn_gateway(bin: &Path, dir: &Path, name: &str, extra: &str, routes: &[(String, String, &str)]) -> Result<(Proc, String)> {
+    let conf = dir.join(name);
+    std::fs::create_dir_all(conf.join("routes"))?;
+    let port = free_port()?;
+    std::fs::write(
+        conf.join("mcp-edge.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nroutes_dir: routes\nadmin: {{ listen: 127.0.0.1:0 }}\n\
+             server: {{ threads: 2, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1 }}\n{extra}"
+        ),
+    )?;
+    for (route, url, more) in routes {
+        std::fs::write(
+            conf.join("routes").join(format!("{route}.yaml")),
+            format!("name: {route}\nupstream:\n  url: {url}\n{more}\n"),
+        )?;
+    }
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--config"]).arg(conf.join("mcp-edge.yaml")).env("RUST_LOG", "error");
+    let (p, line) = start(&mut cmd, "mcp-edge listening on")?;
+    let url = line.split_whitespace().next().context("url")?.to_string();
+    Ok((p, url))
+}
+
+fn spawn_nginx(dir: &Path, upstream: &str) -> Result<(Proc, String)> {
+    let port = free_port()?;
+    let up = upstream.trim_start_matches("http://").trim_end_matches("/mcp");
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process on; worker_processes 2; user root; pid {d}/nginx.pid; error_log {d}/nginx-error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+               upstream up {{ server {up}; keepalive 256; }}\n\
+               server {{ listen 127.0.0.1:{port}; client_max_body_size 16m;\n\
+                 location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+                   proxy_buffering off; proxy_request_buffering off; }} }} }}\n"
+        ),
+    )?;
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("nginx is not installed (apt-get install nginx)")?;
+    let child = Command::new(nginx).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let p = Proc(child);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((p, format!("http://127.0.0.1:{port}/mcp")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nginx did not start")
+}
+
+fn run(quick: bool) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let gateway_bin = me.parent().context("exe dir")?.join("mcp-edge");
+    if !gateway_bin.exists() {
+        bail!("{} is missing: build it first (cargo build --release --bin mcp-edge)", gateway_bin.display());
+    }
+    let tmp = std::env::temp_dir().join(format!("mcp-edge-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let (up_proc, up_url) = spawn_upstream(&me, "json")?;
+    let (nginx_proc, nginx_url) = spawn_nginx(&tmp, &up_url)?;
+    let (off_proc, off_url) = spawn_gateway(&gateway_bin, &tmp, "off", "", &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")])?;
+
+    // Everything on: JWTs from a static JWKS (EdDSA), group visibility and per-class scopes,
+    // generous limits that never refuse, a JSONL audit trail.
+    let idp = mcp_edge::auth::minted::Minter::generate();
+    std::fs::write(tmp.join("jwks.json"), idp.jwks().to_string())?;
+    let on_extra = format!(
+        "auth:\n  mode: jwt\n  issuer: bench-idp\n  jwks_file: {}\n  algorithms: [EdDSA]\n\
+         limits: {{ per_user_rpm: 100000000, burst: 1000000 }}\n\
+         audit:\n  hmac_key: bench-audit-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: interval }}\n",
+        tmp.join("jwks.json").display(),
+        tmp.join("audit").display()
+    );
+    let on_route = "visibility: [bench]\naccess: { read: [mcp:read], write: [mcp:write] }\nlimits: { per_user_rpm: 100000000, burst: 1000000 }";
+    let (on_proc, on_url) = spawn_gateway(&gateway_bin, &tmp, "on", &on_extra, &[("bench".into(), up_url.clone(), on_route)])?;
+    let caller = mcp_edge::policy::Caller {
+        subject: "bench-user".into(),
+        groups: vec!["bench".into()],
+        scopes: vec!["mcp:read".into(), "mcp:write".into()],
+        tenant: None,
+        client_id: None,
+    };
+    let token = idp.mint("bench-idp", &caller, &on_url, Duration::from_secs(3600));
+
+    let targets = vec![
+        Target::new("direct", &up_url, "", None, vec![up_proc.0.id()]),
+        Target::new("nginx", &nginx_url, "", None, procs::with_children(nginx_proc.0.id())),
+        Target::new("mcp-edge (all off)", &off_url, "bench__", None, vec![off_proc.0.id()]),
+        Target::new("mcp-edge (JWT+policy+limits+audit)", &on_url, "bench__", Some(token), vec![on_proc.0.id()]),
+    ];
+    let rounds = if quick { 1 } else { 3 };
+    let secs = if quick { 1.5 } else { 3.0 };
+    let scenarios: Vec<(&str, Kind, usize)> = vec![
+        ("small tools/call, concurrency 16", Kind::Small, 16),
+        ("small tools/call, concurrency 64", Kind::Small, 64),
+        ("256 KiB argument, concurrency 16", Kind::Large, 16),
+        ("streamed (SSE, 3 progress events), concurrency 16", Kind::Sse, 16),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut results: BTreeMap<(usize, usize), Vec<Run>> = BTreeMap::new();
+    for round in 0..rounds {
+        for (si, (name, kind, conc)) in scenarios.iter().enumerate() {
+            for (ti, t) in targets.iter().enumerate() {
+                let r = rt.block_on(load::closed_loop(t, *kind, *conc, Duration::from_secs_f64(secs)))?;
+                eprintln!("round {} | {name} | {}: {:.0} rps, p50 {}µs, p99 {}µs, {} errors, {:.1} µs CPU/req",
+                    round + 1, t.name, r.rps, r.p50_us, r.p99_us, r.errors, r.cpu_us_per_req);
+                results.entry((si, ti)).or_default().push(r);
+            }
+        }
+    }
+    let list = rt.block_on(list_scenario(&me, &gateway_bin, &tmp, if quick { 50 } else { 300 }))?;
+    let idle = rt.block_on(idle_sessions(&me, &gateway_bin, &tmp, if quick { 1000 } else { 10_000 }))?;
+    let md = report::render(&targets, &scenarios, &results, &list, &idle, rounds, secs);
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
+    std::fs::write(&out, md)?;
+    eprintln!("wrote {}", out.display());
+    drop((on_proc, off_proc, nginx_proc));
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// `tools/list` merged from 10 upstreams versus each upstream's own list, sequentially.
+async fn list_scenario(me: &Path, gateway: &Path, tmp: &Path, n: usize) -> Result<report::List> {
+    let mut ups = Vec::new();
+    for _ in 0..10 {
+        ups.push(spawn_upstream(me, "json")?);
+    }
+    let routes: Vec<(String, String, &str)> = ups
+        .iter()
+        .enumerate()
+        .map(|(i, (_, url))| (format!("up{i}"), url.clone(), "visibility: [\"*\"]"))
+        .collect();
+    let (gw, gw_url) = spawn_gateway(gateway, tmp, "list", "", &routes)?;
+    let mut direct_p50 = Vec::new();
+    for (_, url) in &ups {
+        direct_p50.push(load::list_latency(url, n, 8).await?.0);
+    }
+    let (gw_p50, gw_p99, tools) = load::list_latency(&gw_url, n, 80).await?;
+    drop(gw);
+    Ok(report::List {
+        slowest_direct_p50_us: direct_p50.iter().copied().max().unwrap_or(0),
+        gateway_p50_us: gw_p50,
+        gateway_p99_us: gw_p99,
+        tools,
+        requests: n,
+    })
+}
+
+/// Memory of 10 000 idle sessions: the gateway's (sealed ids) versus a stateful upstream's.
+async fn idle_sessions(me: &Path, gateway: &Path, tmp: &Path, n: usize) -> Result<report::Idle> {
+    let (up, up_url) = spawn_upstream(me, "sessions")?;
+    let (gw, gw_url) = spawn_gateway(gateway, tmp, "idle", "", &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")])?;
+    let gw_before = procs::rss_kb(gw.0.id());
+    let up_before = procs::rss_kb(up.0.id());
+    load::open_sessions(&gw_url, n).await?;
+    let gw_after = procs::rss_kb(gw.0.id());
+    let up_after = procs::rss_kb(up.0.id());
+    Ok(report::Idle {
+        sessions: n,
+        gateway_kb: (gw_before, gw_after),
+        upstream_kb: (up_before, up_after),
+    })
+}
