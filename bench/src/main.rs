@@ -115,7 +115,7 @@ fn spawn_nginx(dir: &Path, upstream: &str) -> Result<(Proc, String)> {
                fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
                upstream up {{ server {up}; keepalive 256; }}\n\
                server {{ listen 127.0.0.1:{port}; client_max_body_size 16m;\n\
-                 location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+                 location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host 127.0.0.1;\n\
                    proxy_buffering off; proxy_request_buffering off; }} }} }}\n"
         ),
     )?;
