@@ -301,7 +301,11 @@ pub enum Mode {
 }
 
 /// Starts a sample upstream on `addr` in the given mode.
-pub async fn spawn_upstream_with(name: &'static str, addr: &str, mode: Mode) -> std::io::Result<Upstream> {
+pub async fn spawn_upstream_with(
+    name: &'static str,
+    addr: &str,
+    mode: Mode,
+) -> std::io::Result<Upstream> {
     let probe = Arc::new(Probe::default());
     let server = SampleServer::new(name, probe.clone());
     let stop = CancellationToken::new();

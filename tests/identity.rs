@@ -203,14 +203,7 @@ async fn protected_resource_metadata_names_the_resource_and_its_issuer() {
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/mcp",
     ] {
-        let v: Value = http()
-            .get(format!("{}{path}", gw.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(&format!("{}{path}", gw.base)).await;
         assert_eq!(v["resource"], json!(gw.url), "{path}");
         assert_eq!(v["authorization_servers"], json!([idp.url]), "{path}");
         assert_eq!(
@@ -354,14 +347,7 @@ async fn upstreams_learn_who_calls_but_never_see_the_callers_token() {
     let (_, v) = alice.rpc(call(2, "other__echo")).await;
     assert_eq!(v["result"]["content"][0]["text"], json!("beta: hi"));
 
-    let jwks: Value = http()
-        .get(format!("{}/.well-known/jwks.json", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(&format!("{}/.well-known/jwks.json", gw.base)).await;
     let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
     let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
     let minted: Vec<String> = data

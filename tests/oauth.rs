@@ -86,40 +86,21 @@ async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
     let (idp, _alpha, gw) = setup().await;
     let web = no_redirects();
 
-    let prm: Value = web
-        .get(format!(
-            "{}/.well-known/oauth-protected-resource/mcp",
-            gw.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm: Value = get_json(&format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        gw.base
+    ))
+    .await;
     assert_eq!(prm["authorization_servers"], json!([gw.base]));
-    let meta: Value = web
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            gw.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = get_json(&format!(
+        "{}/.well-known/oauth-authorization-server",
+        gw.base
+    ))
+    .await;
     assert_eq!(meta["issuer"], json!(gw.base));
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(meta["client_id_metadata_document_supported"], json!(true));
-    let oidc: Value = web
-        .get(format!("{}/.well-known/openid-configuration", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let oidc: Value = get_json(&format!("{}/.well-known/openid-configuration", gw.base)).await;
     assert_eq!(oidc["token_endpoint"], meta["token_endpoint"]);
 
     let reg: Value = web

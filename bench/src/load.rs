@@ -21,8 +21,20 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(name: &'static str, url: &str, prefix: &'static str, token: Option<String>, pids: Vec<u32>) -> Self {
-        Self { name, url: url.to_string(), prefix, token, pids }
+    pub fn new(
+        name: &'static str,
+        url: &str,
+        prefix: &'static str,
+        token: Option<String>,
+        pids: Vec<u32>,
+    ) -> Self {
+        Self {
+            name,
+            url: url.to_string(),
+            prefix,
+            token,
+            pids,
+        }
     }
 }
 
@@ -60,15 +72,29 @@ struct Client {
 
 impl Client {
     async fn connect(url: &str, token: Option<String>) -> Result<Client> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
-        let mut c = Client { http, url: url.to_string(), session: None, token };
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()?;
+        let mut c = Client {
+            http,
+            url: url.to_string(),
+            session: None,
+            token,
+        };
         let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcp-edge-bench","version":"1"}}});
         let r = c.post(init.to_string()).await?;
-        c.session = r.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(String::from);
+        c.session = r
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let v = answer(r).await?;
-        v["result"]["protocolVersion"].as_str().context("initialize failed")?;
-        c.post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string()).await?;
+        v["result"]["protocolVersion"]
+            .as_str()
+            .context("initialize failed")?;
+        c.post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string())
+            .await?;
         Ok(c)
     }
 
@@ -92,10 +118,17 @@ impl Client {
 
 /// The JSON-RPC answer: the JSON body, or the last event of an SSE stream (and how many events).
 async fn answer_events(r: reqwest::Response) -> Result<(Value, usize)> {
-    let sse = r.headers().get("content-type").is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/event-stream"));
+    let sse = r
+        .headers()
+        .get("content-type")
+        .is_some_and(|c| c.to_str().unwrap_or("").starts_with("text/event-stream"));
     let text = r.text().await?;
     if sse {
-        let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).filter(|d| !d.is_empty()).collect();
+        let events: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| !d.is_empty())
+            .collect();
         let last = events.last().copied().unwrap_or("null");
         Ok((serde_json::from_str(last)?, events.len()))
     } else {
@@ -114,7 +147,12 @@ async fn call(c: &Client, kind: Kind, prefix: &str, id: u64, big: &Arc<String>) 
             let t = format!("hello-{id}");
             ("echo", json!({"text": t}), format!("bench: {t}"), 1)
         }
-        Kind::Large => ("echo", json!({"text": big.as_str()}), format!("bench: {big}"), 1),
+        Kind::Large => (
+            "echo",
+            json!({"text": big.as_str()}),
+            format!("bench: {big}"),
+            1,
+        ),
         Kind::Sse => ("progress", json!({"steps": 3}), "done".to_string(), 4),
     };
     let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
@@ -126,13 +164,22 @@ async fn call(c: &Client, kind: Kind, prefix: &str, id: u64, big: &Arc<String>) 
         return false;
     }
     match answer_events(r).await {
-        Ok((v, n)) => v["id"] == json!(id) && v["result"]["content"][0]["text"] == json!(expect) && n == events,
+        Ok((v, n)) => {
+            v["id"] == json!(id)
+                && v["result"]["content"][0]["text"] == json!(expect)
+                && n == events
+        }
         Err(_) => false,
     }
 }
 
 /// A closed loop: `concurrency` clients, each sending its next call when the last is answered.
-pub async fn closed_loop(t: &Target, kind: Kind, concurrency: usize, duration: Duration) -> Result<Run> {
+pub async fn closed_loop(
+    t: &Target,
+    kind: Kind,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Run> {
     let mut clients = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         clients.push(Client::connect(&t.url, t.token.clone()).await?);
@@ -141,7 +188,14 @@ pub async fn closed_loop(t: &Target, kind: Kind, concurrency: usize, duration: D
     let next_id = Arc::new(AtomicU64::new(1));
     // Warm-up: connections and caches, not measured.
     for c in &clients {
-        call(c, kind, t.prefix, next_id.fetch_add(1, Ordering::Relaxed), &big).await;
+        call(
+            c,
+            kind,
+            t.prefix,
+            next_id.fetch_add(1, Ordering::Relaxed),
+            &big,
+        )
+        .await;
     }
     let cpu0: f64 = t.pids.iter().map(|p| procs::cpu_secs(*p)).sum();
     let peak = Arc::new(AtomicU64::new(0));
@@ -209,10 +263,17 @@ pub async fn list_latency(url: &str, n: usize, expect_tools: usize) -> Result<(u
     let mut tools = 0;
     for i in 0..n + 10 {
         let t0 = Instant::now();
-        let v = answer(c.post(json!({"jsonrpc":"2.0","id":i,"method":"tools/list"}).to_string()).await?).await?;
+        let v = answer(
+            c.post(json!({"jsonrpc":"2.0","id":i,"method":"tools/list"}).to_string())
+                .await?,
+        )
+        .await?;
         let us = t0.elapsed().as_micros() as u64;
         tools = v["result"]["tools"].as_array().map_or(0, Vec::len);
-        anyhow::ensure!(tools == expect_tools, "{url}: {tools} tools, expected {expect_tools}");
+        anyhow::ensure!(
+            tools == expect_tools,
+            "{url}: {tools} tools, expected {expect_tools}"
+        );
         if i >= 10 {
             h.record(us)?;
         }

@@ -20,9 +20,14 @@ use std::time::Duration;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("upstream") => upstream(args.get(1).context("ADDR")?, args.get(2).map_or("json", String::as_str)),
+        Some("upstream") => upstream(
+            args.get(1).context("ADDR")?,
+            args.get(2).map_or("json", String::as_str),
+        ),
         Some("run") | None => run(args.iter().any(|a| a == "--quick")),
-        Some(other) => bail!("unknown command `{other}`; use `run [--quick]` or `upstream ADDR json|sessions`"),
+        Some(other) => {
+            bail!("unknown command `{other}`; use `run [--quick]` or `upstream ADDR json|sessions`")
+        }
     }
 }
 
@@ -32,7 +37,10 @@ fn upstream(addr: &str, mode: &str) -> Result<()> {
         "sessions" => mcp_edge::demo::Mode::Sessions,
         _ => mcp_edge::demo::Mode::StatelessJson,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let up = mcp_edge::demo::spawn_upstream_with("bench", addr, mode).await?;
         println!("ready {}", up.url);
@@ -53,7 +61,9 @@ impl Drop for Proc {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Starts a program and waits for the line that starts with `ready`, returning the rest.
@@ -77,7 +87,13 @@ fn spawn_upstream(me: &Path, mode: &str) -> Result<(Proc, String)> {
     start(Command::new(me).args(["upstream", &addr, mode]), "ready")
 }
 
-fn spawn_gateway(bin: &Path, dir: &Path, name: &str, extra: &str, routes: &[(String, String, &str)]) -> Result<(Proc, String)> {
+fn spawn_gateway(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    extra: &str,
+    routes: &[(String, String, &str)],
+) -> Result<(Proc, String)> {
     let conf = dir.join(name);
     std::fs::create_dir_all(conf.join("routes"))?;
     let port = free_port()?;
@@ -95,7 +111,9 @@ fn spawn_gateway(bin: &Path, dir: &Path, name: &str, extra: &str, routes: &[(Str
         )?;
     }
     let mut cmd = Command::new(bin);
-    cmd.args(["run", "--config"]).arg(conf.join("mcp-edge.yaml")).env("RUST_LOG", "error");
+    cmd.args(["run", "--config"])
+        .arg(conf.join("mcp-edge.yaml"))
+        .env("RUST_LOG", "error");
     let (p, line) = start(&mut cmd, "mcp-edge listening on")?;
     let url = line.split_whitespace().next().context("url")?.to_string();
     Ok((p, url))
@@ -103,7 +121,9 @@ fn spawn_gateway(bin: &Path, dir: &Path, name: &str, extra: &str, routes: &[(Str
 
 fn spawn_nginx(dir: &Path, upstream: &str) -> Result<(Proc, String)> {
     let port = free_port()?;
-    let up = upstream.trim_start_matches("http://").trim_end_matches("/mcp");
+    let up = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp");
     let conf = dir.join("nginx.conf");
     let d = dir.display();
     std::fs::write(
@@ -123,7 +143,12 @@ fn spawn_nginx(dir: &Path, upstream: &str) -> Result<(Proc, String)> {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .context("nginx is not installed (apt-get install nginx)")?;
-    let child = Command::new(nginx).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
     let p = Proc(child);
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -138,13 +163,22 @@ fn run(quick: bool) -> Result<()> {
     let me = std::env::current_exe()?;
     let gateway_bin = me.parent().context("exe dir")?.join("mcp-edge");
     if !gateway_bin.exists() {
-        bail!("{} is missing: build it first (cargo build --release --bin mcp-edge)", gateway_bin.display());
+        bail!(
+            "{} is missing: build it first (cargo build --release --bin mcp-edge)",
+            gateway_bin.display()
+        );
     }
     let tmp = std::env::temp_dir().join(format!("mcp-edge-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let (up_proc, up_url) = spawn_upstream(&me, "json")?;
     let (nginx_proc, nginx_url) = spawn_nginx(&tmp, &up_url)?;
-    let (off_proc, off_url) = spawn_gateway(&gateway_bin, &tmp, "off", "", &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")])?;
+    let (off_proc, off_url) = spawn_gateway(
+        &gateway_bin,
+        &tmp,
+        "off",
+        "",
+        &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")],
+    )?;
 
     // Everything on: JWTs from a static JWKS (EdDSA), group visibility and per-class scopes,
     // generous limits that never refuse, a JSONL audit trail.
@@ -158,7 +192,13 @@ fn run(quick: bool) -> Result<()> {
         tmp.join("audit").display()
     );
     let on_route = "visibility: [bench]\naccess: { read: [mcp:read], write: [mcp:write] }\nlimits: { per_user_rpm: 100000000, burst: 1000000 }";
-    let (on_proc, on_url) = spawn_gateway(&gateway_bin, &tmp, "on", &on_extra, &[("bench".into(), up_url.clone(), on_route)])?;
+    let (on_proc, on_url) = spawn_gateway(
+        &gateway_bin,
+        &tmp,
+        "on",
+        &on_extra,
+        &[("bench".into(), up_url.clone(), on_route)],
+    )?;
     let caller = mcp_edge::policy::Caller {
         subject: "bench-user".into(),
         groups: vec!["bench".into()],
@@ -170,9 +210,27 @@ fn run(quick: bool) -> Result<()> {
 
     let targets = vec![
         Target::new("direct", &up_url, "", None, vec![up_proc.0.id()]),
-        Target::new("nginx", &nginx_url, "", None, procs::with_children(nginx_proc.0.id())),
-        Target::new("mcp-edge (all off)", &off_url, "bench__", None, vec![off_proc.0.id()]),
-        Target::new("mcp-edge (JWT+policy+limits+audit)", &on_url, "bench__", Some(token), vec![on_proc.0.id()]),
+        Target::new(
+            "nginx",
+            &nginx_url,
+            "",
+            None,
+            procs::with_children(nginx_proc.0.id()),
+        ),
+        Target::new(
+            "mcp-edge (all off)",
+            &off_url,
+            "bench__",
+            None,
+            vec![off_proc.0.id()],
+        ),
+        Target::new(
+            "mcp-edge (JWT+policy+limits+audit)",
+            &on_url,
+            "bench__",
+            Some(token),
+            vec![on_proc.0.id()],
+        ),
     ];
     let rounds = if quick { 1 } else { 3 };
     let secs = if quick { 1.5 } else { 3.0 };
@@ -180,22 +238,52 @@ fn run(quick: bool) -> Result<()> {
         ("small tools/call, concurrency 16", Kind::Small, 16),
         ("small tools/call, concurrency 64", Kind::Small, 64),
         ("256 KiB argument, concurrency 16", Kind::Large, 16),
-        ("streamed (SSE, 3 progress events), concurrency 16", Kind::Sse, 16),
+        (
+            "streamed (SSE, 3 progress events), concurrency 16",
+            Kind::Sse,
+            16,
+        ),
     ];
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let mut results: BTreeMap<(usize, usize), Vec<Run>> = BTreeMap::new();
     for round in 0..rounds {
         for (si, (name, kind, conc)) in scenarios.iter().enumerate() {
             for (ti, t) in targets.iter().enumerate() {
-                let r = rt.block_on(load::closed_loop(t, *kind, *conc, Duration::from_secs_f64(secs)))?;
-                eprintln!("round {} | {name} | {}: {:.0} rps, p50 {}µs, p99 {}µs, {} errors, {:.1} µs CPU/req",
-                    round + 1, t.name, r.rps, r.p50_us, r.p99_us, r.errors, r.cpu_us_per_req);
+                let r = rt.block_on(load::closed_loop(
+                    t,
+                    *kind,
+                    *conc,
+                    Duration::from_secs_f64(secs),
+                ))?;
+                eprintln!(
+                    "round {} | {name} | {}: {:.0} rps, p50 {}µs, p99 {}µs, {} errors, {:.1} µs CPU/req",
+                    round + 1,
+                    t.name,
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.errors,
+                    r.cpu_us_per_req
+                );
                 results.entry((si, ti)).or_default().push(r);
             }
         }
     }
-    let list = rt.block_on(list_scenario(&me, &gateway_bin, &tmp, if quick { 50 } else { 300 }))?;
-    let idle = rt.block_on(idle_sessions(&me, &gateway_bin, &tmp, if quick { 1000 } else { 10_000 }))?;
+    let list = rt.block_on(list_scenario(
+        &me,
+        &gateway_bin,
+        &tmp,
+        if quick { 50 } else { 300 },
+    ))?;
+    let idle = rt.block_on(idle_sessions(
+        &me,
+        &gateway_bin,
+        &tmp,
+        if quick { 1000 } else { 10_000 },
+    ))?;
     let md = report::render(&targets, &scenarios, &results, &list, &idle, rounds, secs);
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
     std::fs::write(&out, md)?;
@@ -235,7 +323,13 @@ async fn list_scenario(me: &Path, gateway: &Path, tmp: &Path, n: usize) -> Resul
 /// Memory of 10 000 idle sessions: the gateway's (sealed ids) versus a stateful upstream's.
 async fn idle_sessions(me: &Path, gateway: &Path, tmp: &Path, n: usize) -> Result<report::Idle> {
     let (up, up_url) = spawn_upstream(me, "sessions")?;
-    let (gw, gw_url) = spawn_gateway(gateway, tmp, "idle", "", &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")])?;
+    let (gw, gw_url) = spawn_gateway(
+        gateway,
+        tmp,
+        "idle",
+        "",
+        &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")],
+    )?;
     let gw_before = procs::rss_kb(gw.0.id());
     let up_before = procs::rss_kb(up.0.id());
     load::open_sessions(&gw_url, n).await?;

@@ -28,11 +28,12 @@ pub fn rss_kb(pid: u32) -> u64 {
 pub fn with_children(pid: u32) -> Vec<u32> {
     // Workers appear shortly after the master; wait for them.
     for _ in 0..100 {
-        let children: Vec<u32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|c| c.parse().ok())
-            .collect();
+        let children: Vec<u32> =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect();
         if !children.is_empty() {
             let mut all = vec![pid];
             all.extend(children);

@@ -27,7 +27,10 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -36,7 +39,10 @@ fn machine() -> String {
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:").map(|m| m.trim().to_string()))
         .unwrap_or_default();
-    format!("{cores} cores ({cpu}), {mem} memory, Linux {}", kernel.trim())
+    format!(
+        "{cores} cores ({cpu}), {mem} memory, Linux {}",
+        kernel.trim()
+    )
 }
 
 pub fn render(
@@ -82,13 +88,29 @@ pub fn render(
             md,
             "| target | req/s | p50 µs | p90 µs | p99 µs | max µs | errors | CPU µs/req | peak RSS KiB | req/s vs direct | req/s vs nginx | CPU vs nginx | p99 added over direct |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let med = |ti: usize, f: &dyn Fn(&Run) -> f64| median(results.get(&(si, ti)).map(|v| v.iter().map(f).collect()).unwrap_or_default());
+        let _ = writeln!(
+            md,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let med = |ti: usize, f: &dyn Fn(&Run) -> f64| {
+            median(
+                results
+                    .get(&(si, ti))
+                    .map(|v| v.iter().map(f).collect())
+                    .unwrap_or_default(),
+            )
+        };
         for (ti, t) in targets.iter().enumerate() {
             let rps = med(ti, &|r| r.rps);
             let cpu = med(ti, &|r| r.cpu_us_per_req);
             let p99 = med(ti, &|r| r.p99_us as f64);
-            let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
+            let ratio = |a: f64, b: f64| {
+                if b > 0.0 {
+                    format!("{:.2}", a / b)
+                } else {
+                    "-".into()
+                }
+            };
             let _ = writeln!(
                 md,
                 "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} |",
@@ -103,8 +125,16 @@ pub fn render(
                 med(ti, &|r| r.peak_rss_kb as f64),
                 ratio(rps, med(direct, &|r| r.rps)),
                 ratio(rps, med(nginx, &|r| r.rps)),
-                if ti == direct { "-".to_string() } else { ratio(cpu, med(nginx, &|r| r.cpu_us_per_req)) },
-                if ti == direct { "-".to_string() } else { format!("{:.0} µs", p99 - med(direct, &|r| r.p99_us as f64)) },
+                if ti == direct {
+                    "-".to_string()
+                } else {
+                    ratio(cpu, med(nginx, &|r| r.cpu_us_per_req))
+                },
+                if ti == direct {
+                    "-".to_string()
+                } else {
+                    format!("{:.0} µs", p99 - med(direct, &|r| r.p99_us as f64))
+                },
             );
         }
         let _ = writeln!(md);

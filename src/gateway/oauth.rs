@@ -185,6 +185,17 @@ fn acceptable_redirect(uri: &str) -> bool {
     }
 }
 
+/// The strings of a JSON array (none for anything else).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn client_key(client_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(client_id.as_bytes())[..12])
 }
@@ -261,14 +272,7 @@ impl Gateway {
                 "the body must be a JSON object",
             );
         };
-        let uris: Vec<String> = meta["redirect_uris"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|u| u.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let uris: Vec<String> = strings(&meta["redirect_uris"]);
         if uris.is_empty() || uris.len() > 10 || !uris.iter().all(|u| acceptable_redirect(u)) {
             return Reply::error(
                 400,
@@ -325,14 +329,7 @@ impl Gateway {
         if doc["client_id"].as_str() != Some(client_id) {
             return Err("the client metadata document names another client_id".into());
         }
-        let redirect_uris: Vec<String> = doc["redirect_uris"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|u| u.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let redirect_uris: Vec<String> = strings(&doc["redirect_uris"]);
         if redirect_uris.is_empty() {
             return Err("the client metadata document has no redirect_uris".into());
         }

@@ -196,6 +196,18 @@ pub fn routes_for<'a>(ups: &[(&'a str, &Upstream)]) -> Vec<(&'a str, String, &'a
     ups.iter().map(|(n, u)| (*n, u.url.clone(), "")).collect()
 }
 
+/// GETs a JSON document.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
