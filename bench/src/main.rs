@@ -25,10 +25,25 @@ fn main() -> Result<()> {
             args.get(2).map_or("json", String::as_str),
         ),
         Some("run") | None => run(args.iter().any(|a| a == "--quick")),
+        Some("load") => load_only(&args[1..]),
         Some(other) => {
             bail!("unknown command `{other}`; use `run [--quick]` or `upstream ADDR json|sessions`")
         }
     }
+}
+
+/// One closed loop against a URL, for profiling: `load URL PREFIX CONCURRENCY SECONDS [PID]`.
+fn load_only(args: &[String]) -> Result<()> {
+    let url = args.first().context("URL")?;
+    let prefix: &'static str = if args.get(1).is_some_and(|p| p == "bench__") { "bench__" } else { "" };
+    let conc = args.get(2).map_or(Ok(16), |c| c.parse())?;
+    let secs: f64 = args.get(3).map_or(Ok(10.0), |c| c.parse())?;
+    let pids = args.get(4).map(|p| p.parse()).transpose()?.into_iter().collect();
+    let t = Target::new("target", url, prefix, None, pids);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let r = rt.block_on(load::closed_loop(&t, Kind::Small, conc, Duration::from_secs_f64(secs)))?;
+    println!("{:.0} rps, p50 {}µs, p99 {}µs, {} errors, {:.1} µs CPU/req", r.rps, r.p50_us, r.p99_us, r.errors, r.cpu_us_per_req);
+    Ok(())
 }
 
 /// The purpose-built upstream, in its own process so its CPU is not the gateway's.
