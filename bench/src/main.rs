@@ -35,14 +35,34 @@ fn main() -> Result<()> {
 /// One closed loop against a URL, for profiling: `load URL PREFIX CONCURRENCY SECONDS [PID]`.
 fn load_only(args: &[String]) -> Result<()> {
     let url = args.first().context("URL")?;
-    let prefix: &'static str = if args.get(1).is_some_and(|p| p == "bench__") { "bench__" } else { "" };
+    let prefix: &'static str = if args.get(1).is_some_and(|p| p == "bench__") {
+        "bench__"
+    } else {
+        ""
+    };
     let conc = args.get(2).map_or(Ok(16), |c| c.parse())?;
     let secs: f64 = args.get(3).map_or(Ok(10.0), |c| c.parse())?;
-    let pids = args.get(4).map(|p| p.parse()).transpose()?.into_iter().collect();
+    let pids = args
+        .get(4)
+        .map(|p| p.parse())
+        .transpose()?
+        .into_iter()
+        .collect();
     let t = Target::new("target", url, prefix, None, pids);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let r = rt.block_on(load::closed_loop(&t, Kind::Small, conc, Duration::from_secs_f64(secs)))?;
-    println!("{:.0} rps, p50 {}µs, p99 {}µs, {} errors, {:.1} µs CPU/req", r.rps, r.p50_us, r.p99_us, r.errors, r.cpu_us_per_req);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let r = rt.block_on(load::closed_loop(
+        &t,
+        Kind::Small,
+        conc,
+        Duration::from_secs_f64(secs),
+    ))?;
+    println!(
+        "{:.0} rps, p50 {}µs, p99 {}µs, {} errors, {:.1} µs CPU/req",
+        r.rps, r.p50_us, r.p99_us, r.errors, r.cpu_us_per_req
+    );
     Ok(())
 }
 
@@ -345,6 +365,10 @@ async fn idle_sessions(me: &Path, gateway: &Path, tmp: &Path, n: usize) -> Resul
         "",
         &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")],
     )?;
+    // A first batch warms the allocator and connection pools; the second shows what a session
+    // really costs (a gateway that kept per-session state would grow again by as much).
+    let gw_start = procs::rss_kb(gw.0.id());
+    load::open_sessions(&gw_url, n).await?;
     let gw_before = procs::rss_kb(gw.0.id());
     let up_before = procs::rss_kb(up.0.id());
     load::open_sessions(&gw_url, n).await?;
@@ -352,6 +376,7 @@ async fn idle_sessions(me: &Path, gateway: &Path, tmp: &Path, n: usize) -> Resul
     let up_after = procs::rss_kb(up.0.id());
     Ok(report::Idle {
         sessions: n,
+        gateway_start_kb: gw_start,
         gateway_kb: (gw_before, gw_after),
         upstream_kb: (up_before, up_after),
     })
