@@ -36,6 +36,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Opened session ids kept at most: a few MiB for the busiest sessions, so idle ones cost nothing.
+const OPENED_CAP: usize = 4096;
+
 /// Local memory is bounded: past this many entries the expired ones go, then all.
 const LOCAL_CAP: usize = 100_000;
 
@@ -58,6 +61,10 @@ pub struct Gateway {
     pub auth: Authenticator,
     /// Signs identity tokens for `identity: minted` routes.
     minter: Minter,
+    /// Session ids already opened here (see `open_session`).
+    opened: dashmap::DashMap<String, Arc<SessionState>>,
+    /// Whether any session was ended here (spares the lock on the common path).
+    any_ended: std::sync::atomic::AtomicBool,
     /// Calls waiting for the user's approval, by the number in the elicitation's id.
     approvals: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<serde_json::Value>>>,
     /// Each route's tools as last listed (for annotation-derived classes), by route name.
@@ -135,8 +142,7 @@ pub enum Era {
     /// `initialize`: no session yet.
     Opening,
     Session {
-        state: SessionState,
-        token: String,
+        state: Arc<SessionState>,
     },
     Stateless,
 }
@@ -207,6 +213,8 @@ impl Gateway {
             minter,
             catalog: dashmap::DashMap::new(),
             approvals: Mutex::new(HashMap::new()),
+            opened: dashmap::DashMap::new(),
+            any_ended: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -464,7 +472,7 @@ impl Gateway {
                 caller,
             });
         }
-        let (state, token) = self.session_of(s, &caller)?;
+        let state = self.session_of(s, &caller)?;
         let version = header_version.unwrap_or_else(|| state.version.clone());
         Ok(Request {
             snap,
@@ -475,17 +483,13 @@ impl Gateway {
                 subject_key
             },
             caller,
-            era: Era::Session { state, token },
+            era: Era::Session { state },
         })
     }
 
     /// The caller's session named by `Mcp-Session-Id`: 400 without one; 404 when it is unknown,
     /// tampered, expired, ended, or another caller's (a session belongs to whoever opened it).
-    fn session_of(
-        &self,
-        s: &Session,
-        caller: &Caller,
-    ) -> Result<(SessionState, String), GatewayError> {
+    fn session_of(&self, s: &Session, caller: &Caller) -> Result<Arc<SessionState>, GatewayError> {
         let token = edge::header(s, "mcp-session-id").ok_or_else(|| {
             GatewayError::http(
                 400,
@@ -493,11 +497,32 @@ impl Gateway {
             )
         })?;
         let owner = caller_key(("sub", &caller.subject));
-        self.sealer
-            .open(token)
-            .filter(|st| !self.local().ended.contains_key(&st.id) && st.owner == owner)
-            .map(|st| (st, token.to_string()))
+        let ended = |st: &SessionState| {
+            self.any_ended.load(Ordering::Relaxed) && self.local().ended.contains_key(&st.id)
+        };
+        self.open_session(token)
+            .filter(|st| st.owner == owner && !ended(st))
             .ok_or_else(|| GatewayError::http(404, "Session not found: initialize a new session"))
+    }
+
+    /// A session id opened once per instance and then remembered until it expires: the AEAD and
+    /// JSON work is per session, not per request.
+    fn open_session(&self, token: &str) -> Option<Arc<SessionState>> {
+        let now = now_secs();
+        if let Some(hit) = self.opened.get(token)
+            && hit.expires > now
+        {
+            return Some(hit.clone());
+        }
+        let state = Arc::new(self.sealer.open(token)?);
+        if self.opened.len() >= OPENED_CAP {
+            self.opened.retain(|_, st| st.expires > now);
+            if self.opened.len() >= OPENED_CAP {
+                self.opened.clear();
+            }
+        }
+        self.opened.insert(token.to_string(), state.clone());
+        Some(state)
     }
 
     async fn request(

@@ -275,7 +275,7 @@ impl Gateway {
         snap: &Snapshot,
         caller: &Caller,
     ) -> Result<(), GatewayError> {
-        let (state, _) = self.session_of(s, caller)?;
+        let state = self.session_of(s, caller)?;
         {
             let mut local = self.local();
             let now = now_secs();
@@ -283,6 +283,8 @@ impl Gateway {
             if local.ended.len() < super::LOCAL_CAP {
                 local.ended.insert(state.id, state.expires);
             }
+            self.any_ended
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let ends = state.upstreams.iter().filter_map(|u| {
             let route = snap.route(&u.route)?;
