@@ -46,18 +46,6 @@ fn call(id: u64, tool: &str) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{"text":"hi","ms":1,"bytes":1}}}).to_string()
 }
 
-async fn tools(raw: &Raw) -> Vec<String> {
-    let (_, v) = raw
-        .rpc(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-        .await;
-    v["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn tokens_are_verified_and_every_attack_fails_closed() {
     let (idp, _data, _other, gw) = setup().await;
@@ -224,7 +212,7 @@ async fn lists_and_calls_follow_groups_scopes_classes_and_deny() {
         ),
     )
     .await;
-    let names = tools(&reader).await;
+    let names = reader.tool_names().await;
     for visible in [
         "data__echo",
         "data__fail",
@@ -292,7 +280,7 @@ async fn lists_and_calls_follow_groups_scopes_classes_and_deny() {
         ),
     )
     .await;
-    let names = tools(&admin).await;
+    let names = admin.tool_names().await;
     assert!(
         names.contains(&"data__purge".to_string()) && names.contains(&"data__note".to_string()),
         "{names:?}"

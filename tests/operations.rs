@@ -16,20 +16,6 @@ fn call(id: u64, tool: &str, text: &str) -> String {
         .to_string()
 }
 
-async fn tool_names(raw: &Raw) -> Vec<String> {
-    let (_, v) = raw
-        .rpc(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
-        .await;
-    v["result"]["tools"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t["name"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn write_route(gw: &Gateway, name: &str, body: &str) {
     // Write-then-rename, as editors do.
     let tmp = gw.routes_dir().join(format!(".{name}.tmp"));
@@ -59,7 +45,7 @@ async fn route_edits_apply_live_and_bad_yaml_keeps_the_last_good_config() {
     });
     let raw = Raw::open(&gw.url).await;
     assert!(
-        !tool_names(&raw)
+        !raw.tool_names()
             .await
             .iter()
             .any(|n| n.starts_with("beta__"))
@@ -77,7 +63,7 @@ async fn route_edits_apply_live_and_bad_yaml_keeps_the_last_good_config() {
     );
     let mut seen = false;
     while started.elapsed() < Duration::from_secs(10) {
-        if tool_names(&raw).await.iter().any(|n| n == "beta__echo") {
+        if raw.tool_names().await.iter().any(|n| n == "beta__echo") {
             seen = true;
             break;
         }
@@ -113,7 +99,8 @@ async fn route_edits_apply_live_and_bad_yaml_keeps_the_last_good_config() {
     std::fs::remove_file(gw.routes_dir().join("beta.yaml")).expect("rm");
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline
-        && tool_names(&raw)
+        && raw
+            .tool_names()
             .await
             .iter()
             .any(|n| n.starts_with("beta__"))
@@ -422,11 +409,10 @@ async fn open_streams_hear_list_changed_when_routes_change() {
     let caps = client.peer_info().expect("info").capabilities.tools.clone();
     assert_eq!(caps.and_then(|t| t.list_changed), Some(true));
     // The client's GET stream is open once the gauge says so.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && gw.metric("mcp_edge_open_streams").await < 1.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(gw.metric("mcp_edge_open_streams").await, 1.0);
+    assert_eq!(
+        gw.wait_metric("mcp_edge_open_streams", |v| v >= 1.0).await,
+        1.0
+    );
 
     // A reload that changes nothing visible says nothing; a new route does.
     let before = gw
@@ -460,12 +446,8 @@ async fn open_streams_hear_list_changed_when_routes_change() {
         .collect();
     assert!(names.contains(&"beta__echo".to_string()));
     client.cancel().await.expect("close");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && gw.metric("mcp_edge_open_streams").await > 0.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(
-        gw.metric("mcp_edge_open_streams").await,
+        gw.wait_metric("mcp_edge_open_streams", |v| v == 0.0).await,
         0.0,
         "closed streams are counted down"
     );
@@ -496,8 +478,8 @@ async fn kubernetes_configmap_symlink_swaps_reload() {
     symlink("..data/beta.yaml", dir.join("beta.yaml")).unwrap();
     let raw = Raw::open(&gw.url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !tool_names(&raw).await.iter().any(|n| n == "one__echo") {}
-    assert!(tool_names(&raw).await.contains(&"one__echo".to_string()));
+    while Instant::now() < deadline && !raw.tool_names().await.iter().any(|n| n == "one__echo") {}
+    assert!(raw.tool_names().await.contains(&"one__echo".to_string()));
 
     let v2 = dir.join("..2026_11_22_v2");
     std::fs::create_dir(&v2).unwrap();
@@ -512,8 +494,8 @@ async fn kubernetes_configmap_symlink_swaps_reload() {
     symlink("..2026_11_22_v2", dir.join("..data_tmp")).unwrap();
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !tool_names(&raw).await.iter().any(|n| n == "two__echo") {}
-    let names = tool_names(&raw).await;
+    while Instant::now() < deadline && !raw.tool_names().await.iter().any(|n| n == "two__echo") {}
+    let names = raw.tool_names().await;
     assert!(
         names.contains(&"two__echo".to_string()) && !names.contains(&"one__echo".to_string()),
         "{names:?}"

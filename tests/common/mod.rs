@@ -115,6 +115,18 @@ impl Gateway {
             .map_or(0.0, |v| v.trim().parse().expect("number"))
     }
 
+    /// Polls a metric until `done` holds for it (or 15 s pass); its last value.
+    pub async fn wait_metric(&self, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.metric(series).await;
+            if done(v) || std::time::Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn spawn(dir: tempfile::TempDir, config: PathBuf) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
             .args(["run", "--config"])
@@ -296,6 +308,21 @@ impl Raw {
 
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.request(body).send().await.expect("POST")
+    }
+
+    /// The names in the answer to `tools/list`.
+    pub async fn tool_names(&self) -> Vec<String> {
+        let (_, v) = self
+            .rpc(r#"{"jsonrpc":"2.0","id":"names","method":"tools/list"}"#)
+            .await;
+        v["result"]["tools"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// POSTs and returns the JSON-RPC message that answers (JSON body or last SSE event).
