@@ -76,25 +76,22 @@ async fn transport_rules_size_media_types_versions_origin() {
     let raw = Raw::open(&gw.url).await;
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
-    let send = |ct: &'static str,
-                accept: &'static str,
-                version: &'static str,
-                origin: Option<&'static str>| {
-        let mut b = raw
-            .client
-            .post(&raw.url)
-            .header("content-type", ct)
-            .header("accept", accept)
-            .header("mcp-protocol-version", version)
-            .header("mcp-session-id", raw.session.clone().expect("session"))
-            .body(ping);
-        if let Some(o) = origin {
-            b = b.header("origin", o);
-        }
-        b.send()
-    };
+    let send =
+        |ct: &'static str, accept: &'static str, version: &'static str, origin: Option<&str>| {
+            let mut b = raw
+                .client
+                .post(&raw.url)
+                .header("content-type", ct)
+                .header("accept", accept)
+                .header("mcp-protocol-version", version)
+                .header("mcp-session-id", raw.session.clone().expect("session"))
+                .body(ping);
+            if let Some(o) = origin {
+                b = b.header("origin", o);
+            }
+            b.send()
+        };
     let json = "application/json";
-    let origin: &'static str = Box::leak(gw.base.clone().into_boxed_str());
     let v = "2025-11-25";
     for (ct, accept, version, origin, want) in [
         (json, ACCEPT, v, None, 200),
@@ -105,7 +102,7 @@ async fn transport_rules_size_media_types_versions_origin() {
         (json, ACCEPT, "1999-01-01", None, 400),
         (json, ACCEPT, v, Some("http://evil.example.com"), 403),
         // The public URL's own origin is allowed.
-        (json, ACCEPT, v, Some(origin), 200),
+        (json, ACCEPT, v, Some(gw.base.as_str()), 200),
     ] {
         let got = send(ct, accept, version, origin)
             .await

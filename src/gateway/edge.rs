@@ -37,22 +37,17 @@ pub fn check_post_headers(s: &Session) -> Result<(), GatewayError> {
             "Unsupported Media Type: Content-Type must be application/json",
         ));
     }
-    let accept = s
-        .req_header()
-        .headers
-        .get_all("accept")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .collect::<Vec<_>>();
-    let has = |t: &str| accept.iter().any(|a| a == t || a == "*/*");
+    // Read in place, no allocation: this runs on every POST.
+    let has = |wanted: &str| {
+        s.req_header()
+            .headers
+            .get_all("accept")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.split(';').next().unwrap_or("").trim())
+            .any(|t| t.eq_ignore_ascii_case(wanted) || t == "*/*")
+    };
     if !has("application/json") || !has("text/event-stream") {
         return Err(GatewayError::http(
             406,
