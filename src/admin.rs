@@ -1,7 +1,8 @@
 //! The admin listener (loopback by default): `/metrics` in Prometheus text format, `/healthz`
 //! (the process answers), `/readyz` (configuration loaded and at least one upstream reachable).
 
-use crate::gateway::Gateway;
+use crate::config::Live;
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -9,7 +10,8 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 pub struct Admin {
-    pub gateway: Arc<Gateway>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
 }
 
 fn answer(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -28,10 +30,10 @@ impl ServeHttp for Admin {
             "/metrics" => answer(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                self.gateway.metrics.render(),
+                self.metrics.render(),
             ),
             "/healthz" => answer(200, "text/plain", b"ok\n".to_vec()),
-            "/readyz" => match self.gateway.readiness() {
+            "/readyz" => match self.readiness() {
                 Ok(()) => answer(200, "text/plain", b"ready\n".to_vec()),
                 Err(why) => answer(
                     503,
@@ -44,6 +46,27 @@ impl ServeHttp for Admin {
                 "text/plain",
                 b"not found: try /metrics, /healthz or /readyz\n".to_vec(),
             ),
+        }
+    }
+}
+
+impl Admin {
+    /// Ready: a configuration is loaded and at least one upstream accepted its health probe.
+    fn readiness(&self) -> Result<(), &'static str> {
+        let snap = self.live.snapshot();
+        if snap.routes.is_empty() {
+            return Err("no routes configured");
+        }
+        let up = snap.routes.iter().any(|r| {
+            self.metrics
+                .upstream_up
+                .get_metric_with_label_values(&[&r.name])
+                .is_ok_and(|g| g.get() == 1)
+        });
+        if up {
+            Ok(())
+        } else {
+            Err("no upstream reachable")
         }
     }
 }

@@ -3,7 +3,9 @@
 //! expire so the hot path does no signature math twice. Fails closed: no keys, no callers.
 
 pub mod keys;
+pub mod metadata;
 pub mod minted;
+pub mod oauth;
 
 use crate::config::snapshot::{AuthSettings, JwtSettings, Snapshot};
 use crate::mcp::session::now_secs;

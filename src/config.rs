@@ -1,10 +1,12 @@
 //! Configuration: raw files (`raw`), validation (`compile`) and the runtime view (`snapshot`).
 
 pub mod compile;
+pub mod live;
 pub mod raw;
 pub mod reload;
 mod security;
 pub mod snapshot;
 
 pub use compile::{ConfigError, ConfigErrors, Source, check_oauth_profile, compile, load};
+pub use live::Live;
 pub use snapshot::{Route, Snapshot};

@@ -1,68 +1,103 @@
-//! The per-request context: the configuration a request started with, and the record of what
-//! happened to it, which the `logging` hook turns into metrics.
+//! The per-request context, the one carrier every pipeline step reads and writes; the `logging`
+//! hook turns it into metrics and an audit record.
 
 use crate::audit::Slot;
 use crate::config::Snapshot;
+use crate::mcp::session::SessionState;
 use crate::policy::Caller;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Everything one request carries from the first step to the `logging` hook: the configuration
+/// it started with, who is calling, what was asked, where it went, and what became of it. Labels
+/// are bounded: `method` is a protocol method or `other`, `route` an index into the snapshot,
+/// `tool` set only for tools the route's config names.
 pub struct Ctx {
     pub snapshot: Arc<Snapshot>,
-    pub record: Record,
-}
-
-/// What became of one request. Labels are bounded: `method` is a protocol method or `other`,
-/// `route` an index into the snapshot, `tool` set only for tools the route's config names.
-pub struct Record {
     pub started: Instant,
+    pub door: Door,
+    pub caller: Option<Arc<Caller>>,
+    /// Who is calling, as a bucket key: the subject; without authentication (`auth.mode: none`)
+    /// each session is its own caller, and a stateless client is its address.
+    pub caller_key: u64,
+    pub era: Era,
+    /// Protocol version in force for this request.
+    pub version: String,
     pub method: &'static str,
+    pub request_id: Option<String>,
     pub route: Option<usize>,
     pub tool: Option<String>,
-    pub outcome: Option<Outcome>,
-    pub upstream_time: Option<Duration>,
-    /// For the audit record: who, which session, which request, what was called.
-    pub caller: Option<Arc<Caller>>,
-    pub session: Option<u128>,
-    pub request_id: Option<String>,
     /// The exposed tool or prompt name, or resource URI, as the client sent it.
     pub target: Option<String>,
     /// The body of an audited call (its arguments are shaped off the data path).
     pub body: Option<Bytes>,
     /// Why the gateway refused the request, if it did.
-    pub reason: Option<String>,
+    pub refused: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub upstream_time: Option<Duration>,
     pub upstream_status: Option<u16>,
     /// The audit queue place reserved for this request.
     pub slot: Option<Slot>,
 }
 
-impl Record {
-    /// Proxied calls are always recorded, and so is every refusal.
-    pub fn audited(&self) -> bool {
-        matches!(self.method, "tools/call" | "resources/read" | "prompts/get")
-            || self.reason.is_some()
-    }
+/// Which door a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Not decided yet, or not an MCP door (metadata, OAuth, unknown paths).
+    Other,
+    /// `/mcp`: the merged server.
+    Merged,
+    /// `/servers/{route}/mcp`: one upstream as it is (the route's index).
+    Server(usize),
 }
 
-impl Default for Record {
-    fn default() -> Self {
+/// Which protocol era a request belongs to, and its session if it has one.
+#[derive(Debug, Clone, Default)]
+pub enum Era {
+    /// Not known yet (and never for the per-server door, whose sessions are the upstream's).
+    #[default]
+    Unknown,
+    /// `initialize`: no session yet.
+    Opening,
+    Session(Arc<SessionState>),
+    Stateless,
+}
+
+impl Ctx {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
         Self {
+            snapshot,
             started: Instant::now(),
+            door: Door::Other,
+            caller: None,
+            caller_key: 0,
+            era: Era::Unknown,
+            version: String::new(),
             method: "-",
+            request_id: None,
             route: None,
             tool: None,
-            outcome: None,
-            upstream_time: None,
-            caller: None,
-            session: None,
-            request_id: None,
             target: None,
             body: None,
-            reason: None,
+            refused: None,
+            outcome: None,
+            upstream_time: None,
             upstream_status: None,
             slot: None,
         }
+    }
+
+    /// Proxied calls are always recorded, and so is every refusal.
+    pub fn audited(&self) -> bool {
+        matches!(self.method, "tools/call" | "resources/read" | "prompts/get")
+            || self.refused.is_some()
+    }
+
+    pub fn route_name(&self) -> Option<&str> {
+        self.route
+            .and_then(|i| self.snapshot.routes.get(i))
+            .map(|r| r.name.as_str())
     }
 }
 

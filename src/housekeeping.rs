@@ -1,7 +1,9 @@
 //! Periodic work off the data path: upstream health probes (for `/readyz` and
 //! `mcp_edge_upstream_up`) and eviction of idle rate-limit buckets.
 
-use crate::gateway::Gateway;
+use crate::config::Live;
+use crate::metrics::Metrics;
+use crate::upstream::all_within;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -15,7 +17,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const EVICT_EVERY: u32 = 6;
 
 pub struct Housekeeping {
-    pub gateway: Arc<Gateway>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
 }
 
 #[async_trait]
@@ -24,7 +27,7 @@ impl BackgroundService for Housekeeping {
         let mut tick = tokio::time::interval(PROBE_EVERY);
         let mut probed: HashSet<String> = HashSet::new();
         let mut rounds = 0u32;
-        let mut generation = self.gateway.subscribe();
+        let mut generation = self.live.subscribe();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -35,7 +38,7 @@ impl BackgroundService for Housekeeping {
             self.probe(&mut probed).await;
             rounds += 1;
             if rounds.is_multiple_of(EVICT_EVERY) {
-                for limiter in self.gateway.snapshot().limiters() {
+                for limiter in self.live.snapshot().limiters() {
                     limiter.evict_idle();
                 }
             }
@@ -46,18 +49,19 @@ impl BackgroundService for Housekeeping {
 impl Housekeeping {
     /// Connects to every upstream once; removes the gauges of routes that are gone.
     async fn probe(&self, probed: &mut HashSet<String>) {
-        let snap = self.gateway.snapshot();
-        let results = futures::future::join_all(snap.routes.iter().map(|r| async move {
-            let ok = tokio::time::timeout(
-                PROBE_TIMEOUT,
-                tokio::net::TcpStream::connect(r.upstream.addr),
-            )
-            .await
-            .is_ok_and(|c| c.is_ok());
-            (r.name.as_str(), ok)
-        }))
-        .await;
-        let up = &self.gateway.metrics.upstream_up;
+        let snap = self.live.snapshot();
+        let probes = snap
+            .routes
+            .iter()
+            .map(|r| tokio::net::TcpStream::connect(r.upstream.addr));
+        let connected = all_within(PROBE_TIMEOUT, probes).await;
+        let results: Vec<(&str, bool)> = snap
+            .routes
+            .iter()
+            .zip(connected)
+            .map(|(r, c)| (r.name.as_str(), c.is_some_and(|c| c.is_ok())))
+            .collect();
+        let up = &self.metrics.upstream_up;
         let current: HashSet<String> = results.iter().map(|(n, _)| n.to_string()).collect();
         for gone in probed.difference(&current) {
             let _ = up.remove_label_values(&[gone]);

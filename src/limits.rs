@@ -4,7 +4,6 @@
 
 pub mod shared;
 
-use crate::config::{Route, Snapshot};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
@@ -101,50 +100,6 @@ pub struct Refusal {
     pub scope: Scope,
     pub rate: Rate,
     pub retry_after: Duration,
-}
-
-/// The buckets a call to `tool` on `route` draws from, narrowest first.
-pub fn buckets<'s>(
-    snap: &'s Snapshot,
-    route: &'s Route,
-    tool: Option<&str>,
-) -> impl Iterator<Item = (Scope, &'s Limiter)> {
-    let tool_limit = tool.and_then(|t| route.tool_limits.get(t));
-    tool_limit
-        .map(|l| (Scope::Tool, l))
-        .into_iter()
-        .chain(route.limit.as_ref().map(|l| (Scope::Route, l)))
-        .chain(snap.caller_limit.as_ref().map(|l| (Scope::Caller, l)))
-}
-
-/// The Redis key of a bucket: scope, route, tool and caller, so instances agree on it.
-pub fn shared_key(scope: Scope, route: &Route, tool: Option<&str>, caller: u64) -> String {
-    match scope {
-        Scope::Caller => format!("mcp-edge:bucket:caller:{caller:016x}"),
-        Scope::Route => format!("mcp-edge:bucket:route:{}:{caller:016x}", route.name),
-        Scope::Tool => format!(
-            "mcp-edge:bucket:tool:{}:{}:{caller:016x}",
-            route.name,
-            tool.unwrap_or_default()
-        ),
-    }
-}
-
-/// Takes one token from every bucket a call draws from, locally.
-pub fn check_local(
-    snap: &Snapshot,
-    route: &Route,
-    tool: Option<&str>,
-    caller: u64,
-) -> Result<(), Refusal> {
-    for (scope, limiter) in buckets(snap, route, tool) {
-        limiter.check(caller).map_err(|retry_after| Refusal {
-            scope,
-            rate: limiter.rate,
-            retry_after,
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use crate::admin::Admin;
 use crate::config::Snapshot;
 use crate::config::reload::Reloader;
-use crate::gateway::Gateway;
 use crate::housekeeping::Housekeeping;
+use crate::pipeline::Shared;
 use crate::proxy::McpProxy;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
@@ -47,13 +47,12 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
     server.bootstrap();
     let mcp_path = snapshot.mcp_path.clone();
     let routes = snapshot.routes.len();
-    let gateway = Arc::new(Gateway::new(snapshot).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let audit = gateway.clone();
+    let shared = Arc::new(Shared::new(snapshot).map_err(|e| anyhow::anyhow!("{e}"))?);
 
     let mut mcp = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         McpProxy {
-            gateway: gateway.clone(),
+            shared: shared.clone(),
         },
         "mcp-edge",
     );
@@ -63,7 +62,8 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
     let mut admin = Service::new(
         "mcp-edge admin".into(),
         HttpServer::new_app(Admin {
-            gateway: gateway.clone(),
+            live: shared.live.clone(),
+            metrics: shared.metrics.clone(),
         }),
     );
     admin.add_tcp(&admin_addr.to_string());
@@ -72,20 +72,24 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
     server.add_service(background_service(
         "keys",
         crate::auth::keys::KeyRefresher {
-            gateway: gateway.clone(),
+            auth: shared.auth.clone(),
+            live: shared.live.clone(),
+            client: shared.upstreams.clone(),
         },
     ));
     server.add_service(background_service(
         "housekeeping",
         Housekeeping {
-            gateway: gateway.clone(),
+            live: shared.live.clone(),
+            metrics: shared.metrics.clone(),
         },
     ));
     if let Some(config_path) = config_path {
         server.add_service(background_service(
             "config reload",
             Reloader {
-                gateway,
+                live: shared.live.clone(),
+                metrics: shared.metrics.clone(),
                 config_path,
             },
         ));
@@ -111,6 +115,6 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
     });
     server.run(RunArgs::default());
     // Every request has finished: write what is queued before the process ends.
-    audit.audit.finish();
+    shared.audit.finish();
     Ok(())
 }

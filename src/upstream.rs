@@ -268,3 +268,74 @@ pub async fn fire(
     ex.finish(connector, upstream).await;
     Ok(status)
 }
+
+/// The one upstream client: Pingora's pooled connector and the ids of the gateway's own requests.
+pub struct Client {
+    pub connector: Connector,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Client {
+    pub fn new(keepalive_pool: usize) -> Self {
+        let opts = pingora::connectors::ConnectorOptions::new(keepalive_pool);
+        Self {
+            connector: Connector::new(Some(opts)),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// An id for a request the gateway itself sends upstream (never a client's id).
+    pub fn own_id(&self) -> Box<RawValue> {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::mcp::jsonrpc::to_raw(&format!("mcp-edge-{n}"))
+    }
+
+    /// One whole exchange within `timeout`: the status and the (bounded) body.
+    pub async fn fetch(
+        &self,
+        up: &Upstream,
+        out: &Outgoing<'_>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let exchange = async {
+            let mut ex = Exchange::send(&self.connector, up, out)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = ex.status();
+            let body = ex.collect().await.map_err(|e| e.to_string())?;
+            ex.finish(&self.connector, up).await;
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("{} did not answer in time", up.url))?
+    }
+
+    /// GETs a JSON document (IdP metadata, JWKS).
+    pub async fn get_json(&self, up: &Upstream) -> Result<serde_json::Value, String> {
+        let mut out = Outgoing::post(Bytes::new());
+        out.method = http::Method::GET;
+        out.copied = vec![("accept", "application/json")];
+        let (status, body) = self.fetch(up, &out, Duration::from_secs(10)).await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{} answered HTTP {status}", up.url));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{} is not JSON: {e}", up.url))
+    }
+}
+
+/// Runs every future at once, each bounded by `timeout`: the fan-out of initialize, lists,
+/// broadcasts and probes. A slow one costs its own answer (`None`), never the others'.
+pub async fn all_within<F: std::future::Future>(
+    timeout: Duration,
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<Option<F::Output>> {
+    futures::future::join_all(
+        futures
+            .into_iter()
+            .map(|f| async move { tokio::time::timeout(timeout, f).await.ok() }),
+    )
+    .await
+}

@@ -2,8 +2,9 @@
 //! change, and on demand when a token names an unknown `kid`, at most every 30 s), read lock-free
 //! on the hot path.
 
+use crate::config::Live;
 use crate::config::snapshot::{AuthSettings, KeySource};
-use crate::gateway::Gateway;
+use crate::upstream::Client;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
@@ -107,16 +108,18 @@ impl KeyStore {
 
 /// The background service that keeps the key store filled.
 pub struct KeyRefresher {
-    pub gateway: Arc<Gateway>,
+    pub auth: Arc<super::Authenticator>,
+    pub live: Arc<Live>,
+    pub client: Arc<Client>,
 }
 
 #[async_trait]
 impl BackgroundService for KeyRefresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let store = &self.gateway.auth.keys;
-        let mut generation = self.gateway.subscribe();
+        let store = &self.auth.keys;
+        let mut generation = self.live.subscribe();
         loop {
-            let snap = self.gateway.snapshot();
+            let snap = self.live.snapshot();
             let wait = match &snap.auth {
                 AuthSettings::None => Duration::from_secs(3600),
                 AuthSettings::Jwt(s) => match self.fetch(&s.keys).await {
@@ -146,9 +149,9 @@ impl KeyRefresher {
     async fn fetch(&self, source: &KeySource) -> Result<JwkSet, String> {
         let jwks = match source {
             KeySource::Static(set) => return Ok(set.clone()),
-            KeySource::Jwks(up) => self.gateway.get_json(up).await?,
+            KeySource::Jwks(up) => self.client.get_json(up).await?,
             KeySource::Discover(up) => {
-                let meta = self.gateway.get_json(up).await?;
+                let meta = self.client.get_json(up).await?;
                 let uri = meta["jwks_uri"]
                     .as_str()
                     .ok_or("the IdP's metadata has no jwks_uri")?
@@ -158,7 +161,7 @@ impl KeyRefresher {
                 })
                 .await
                 .map_err(|e| e.to_string())??;
-                self.gateway.get_json(&up).await?
+                self.client.get_json(&up).await?
             }
         };
         serde_json::from_value(jwks).map_err(|e| format!("the JWKS is not valid: {e}"))

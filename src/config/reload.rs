@@ -3,8 +3,9 @@
 //! trigger a reload. A valid change is compiled and swapped in; an invalid one is logged with
 //! every error, counted, and the last good snapshot keeps serving.
 
-use crate::config;
-use crate::gateway::Gateway;
+use crate::config::{self, Live};
+use crate::mcp::session::now_secs;
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use notify::{RecursiveMode, Watcher};
 use pingora::server::ShutdownWatch;
@@ -17,7 +18,8 @@ use std::time::Duration;
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
 pub struct Reloader {
-    pub gateway: Arc<Gateway>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
     pub config_path: PathBuf,
 }
 
@@ -77,7 +79,7 @@ impl Reloader {
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let mut dirs = vec![conf_dir];
-        if let Some(routes) = self.gateway.snapshot().routes_dir.clone()
+        if let Some(routes) = self.live.snapshot().routes_dir.clone()
             && !dirs.contains(&routes)
         {
             dirs.push(routes);
@@ -89,16 +91,18 @@ impl Reloader {
         let path = self.config_path.clone();
         // Loading reads files and resolves upstream hosts: blocking work, off the data path.
         let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
-        let metrics = &self.gateway.metrics;
+        let metrics = &self.metrics;
         match loaded {
             Ok(Ok(snapshot)) => {
-                let old = self.gateway.snapshot();
+                let old = self.live.snapshot();
                 for setting in restart_needed(&old, &snapshot) {
                     log::warn!(
                         "configuration reload: `{setting}` changed; it takes effect after a restart"
                     );
                 }
-                let generation = self.gateway.install(snapshot);
+                let generation = self.live.install(snapshot);
+                metrics.config_generation.set(generation as i64);
+                metrics.config_last_success.set(now_secs() as f64);
                 metrics.reloads.with_label_values(&["ok"]).inc();
                 log::info!("configuration reloaded ({why}): generation {generation}");
             }
@@ -110,7 +114,7 @@ impl Reloader {
                 log::error!(
                     "configuration reload ({why}) rejected with {} error(s); still serving generation {}",
                     errors.0.len(),
-                    self.gateway.generation()
+                    self.live.generation()
                 );
             }
             Err(e) => {

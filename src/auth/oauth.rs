@@ -4,11 +4,13 @@
 //! `sessions.keys` stay). Many clients share one IdP client, so each new client needs the user's
 //! consent once (CSRF-protected form, exact redirect-URI match, single-use state).
 
-use super::{Gateway, edge};
+use crate::cache::Bounded;
 use crate::config::raw::ResourceMode;
 use crate::config::snapshot::{OAuthProxy, Snapshot};
+use crate::mcp::session::Sealer;
 use crate::mcp::session::now_secs;
-use crate::upstream::{Exchange, Outgoing};
+use crate::upstream::Client as HttpClient;
+use crate::upstream::Outgoing;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -18,6 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+mod idp;
+
+use idp::{idp_scope, resource_param};
 
 const CLIENT: &[u8] = b"mcp-edge oauth client";
 const FORM: &[u8] = b"mcp-edge oauth consent form";
@@ -200,19 +207,34 @@ fn client_key(client_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(client_id.as_bytes())[..12])
 }
 
-impl Gateway {
+/// The authorization-server front: what it seals with, how it reaches the IdP, and the login
+/// states already used on this instance.
+pub struct OAuthFront {
+    sealer: Arc<Sealer>,
+    client: Arc<HttpClient>,
+    used_states: Bounded<u64, ()>,
+}
+
+/// Login states remembered at most (each for the length of a login).
+const USED_CAP: usize = 100_000;
+
+impl OAuthFront {
+    pub fn new(sealer: Arc<Sealer>, client: Arc<HttpClient>) -> Self {
+        Self {
+            sealer,
+            client,
+            used_states: Bounded::new(USED_CAP),
+        }
+    }
+
     /// Whether `path` is one of the OAuth proxy's.
-    pub(super) fn is_oauth_path(path: &str) -> bool {
+    pub fn is_oauth_path(path: &str) -> bool {
         path.starts_with("/oauth/")
             || path.starts_with("/.well-known/oauth-authorization-server")
             || path.starts_with("/.well-known/openid-configuration")
     }
 
-    pub(super) async fn serve_oauth(
-        &self,
-        s: &mut Session,
-        snap: &Snapshot,
-    ) -> pingora::Result<()> {
+    pub async fn serve(&self, s: &mut Session, snap: &Snapshot) -> pingora::Result<()> {
         let reply = match &snap.oauth {
             None => Reply::error(404, "not_found", "this gateway runs no OAuth proxy"),
             Some(oauth) => {
@@ -262,7 +284,7 @@ impl Gateway {
 
     /// RFC 7591: a public client whose registration is sealed into its id.
     async fn register(&self, s: &mut Session) -> Reply {
-        let Ok(body) = edge::read_body(s, 64 * 1024).await else {
+        let Ok(body) = crate::http::read_body(s, 64 * 1024).await else {
             return Reply::error(400, "invalid_client_metadata", "unreadable body");
         };
         let Ok(meta) = serde_json::from_slice::<Value>(&body) else {
@@ -325,7 +347,7 @@ impl Gateway {
         let up = tokio::task::spawn_blocking(move || crate::config::snapshot::upstream_for(&id))
             .await
             .map_err(|e| e.to_string())??;
-        let doc = self.get_json(&up).await?;
+        let doc = self.client.get_json(&up).await?;
         if doc["client_id"].as_str() != Some(client_id) {
             return Err("the client metadata document names another client_id".into());
         }
@@ -451,7 +473,7 @@ impl Gateway {
             .and_then(|c| self.sealer.open_as::<Consents>(CONSENTS, c))
             .filter(|c| c.exp > now_secs())
             .unwrap_or_default();
-        let Ok(body) = edge::read_body(s, 64 * 1024).await else {
+        let Ok(body) = crate::http::read_body(s, 64 * 1024).await else {
             return Reply::error(400, "invalid_request", "unreadable form");
         };
         let f = form(&body);
@@ -535,243 +557,5 @@ impl Gateway {
             params.push(("prompt", p));
         }
         with_query(&oauth.authorize_url, &params)
-    }
-
-    /// The IdP comes back: check the single-use state, hand the client a code of ours.
-    fn callback(&self, s: &Session, snap: &Snapshot) -> Reply {
-        let q = form(s.req_header().uri.query().unwrap_or("").as_bytes());
-        let flight: Option<Flight> = q.get("state").and_then(|st| self.sealer.open_as(STATE, st));
-        let Some(flight) = flight.filter(|f| f.exp > now_secs()) else {
-            return Reply::error(
-                400,
-                "invalid_request",
-                "unknown or expired login state; start again",
-            );
-        };
-        if !self.use_once(flight.nonce, flight.exp) {
-            return Reply::error(400, "invalid_request", "this login state was already used");
-        }
-        let req = flight.req;
-        let mut params: Vec<(&str, String)> = Vec::new();
-        match (q.get("code"), q.get("error")) {
-            (Some(code), _) => {
-                let ours = self.sealer.seal_as(
-                    CODE,
-                    &Code {
-                        idp: code.clone(),
-                        client_id: req.client_id.clone(),
-                        redirect_uri: req.redirect_uri.clone(),
-                        exp: now_secs() + CODE_SECS,
-                    },
-                );
-                params.push(("code", ours));
-            }
-            (None, error) => {
-                params.push((
-                    "error",
-                    error.cloned().unwrap_or_else(|| "server_error".into()),
-                ));
-                if let Some(d) = q.get("error_description") {
-                    params.push(("error_description", d.clone()));
-                }
-            }
-        }
-        if let Some(st) = &req.state {
-            params.push(("state", st.clone()));
-        }
-        // RFC 9207: name the issuer, so clients can tell authorization servers apart.
-        params.push(("iss", snap.public_base()));
-        let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Reply::redirect(with_query(&req.redirect_uri, &params))
-    }
-
-    /// Exchanges (or refreshes) at the IdP with the gateway's credentials; the IdP's answer goes
-    /// back unchanged on success.
-    async fn token(&self, s: &mut Session, snap: &Snapshot, oauth: &OAuthProxy) -> Reply {
-        let Ok(body) = edge::read_body(s, 64 * 1024).await else {
-            return Reply::error(400, "invalid_request", "unreadable form");
-        };
-        let f = form(&body);
-        let callback = format!("{}/oauth/callback", snap.public_base());
-        let mut out: Vec<(String, String)> = Vec::new();
-        match f.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => {
-                let code: Option<Code> = f.get("code").and_then(|c| self.sealer.open_as(CODE, c));
-                let Some(code) = code.filter(|c| c.exp > now_secs()) else {
-                    return Reply::error(400, "invalid_grant", "unknown or expired code");
-                };
-                if f.get("client_id") != Some(&code.client_id)
-                    || f.get("redirect_uri") != Some(&code.redirect_uri)
-                {
-                    return Reply::error(
-                        400,
-                        "invalid_grant",
-                        "client_id or redirect_uri does not match the authorization request",
-                    );
-                }
-                let Some(verifier) = f.get("code_verifier") else {
-                    return Reply::error(
-                        400,
-                        "invalid_request",
-                        "code_verifier is required (PKCE)",
-                    );
-                };
-                out.push(("grant_type".into(), "authorization_code".into()));
-                out.push(("code".into(), code.idp));
-                out.push(("redirect_uri".into(), callback));
-                out.push(("code_verifier".into(), verifier.clone()));
-            }
-            Some("refresh_token") => {
-                let Some(refresh) = f.get("refresh_token") else {
-                    return Reply::error(400, "invalid_request", "refresh_token is required");
-                };
-                out.push(("grant_type".into(), "refresh_token".into()));
-                out.push(("refresh_token".into(), refresh.clone()));
-                let scope = idp_scope(
-                    oauth,
-                    f.get("scope").map(String::as_str),
-                    f.contains_key("resource"),
-                );
-                if !scope.is_empty() {
-                    out.push(("scope".into(), scope));
-                }
-            }
-            _ => {
-                return Reply::error(
-                    400,
-                    "unsupported_grant_type",
-                    "authorization_code or refresh_token",
-                );
-            }
-        }
-        if let Some(param) = resource_param(oauth, f.get("resource").map(String::as_str)) {
-            out.push(param);
-        }
-        let mut basic = None;
-        if oauth.basic_auth {
-            let secret = oauth.client_secret.as_deref().unwrap_or_default();
-            basic = Some(format!(
-                "Basic {}",
-                STANDARD.encode(format!("{}:{secret}", oauth.client_id))
-            ));
-        } else {
-            out.push(("client_id".into(), oauth.client_id.clone()));
-            if let Some(secret) = &oauth.client_secret {
-                out.push(("client_secret".into(), secret.clone()));
-            }
-        }
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(out.iter())
-            .finish();
-        match self.post_form(&oauth.token, body, basic.as_deref()).await {
-            Ok((status, answer)) if (200..300).contains(&status) => Reply {
-                status,
-                content_type: "application/json",
-                body: answer,
-                headers: vec![
-                    ("cache-control", "no-store".into()),
-                    ("pragma", "no-cache".into()),
-                ],
-            },
-            Ok((status, answer)) => match serde_json::from_slice::<Value>(&answer) {
-                Ok(v) if v.get("error").is_some() => Reply::json(400, &v),
-                _ => Reply::error(
-                    502,
-                    "server_error",
-                    &format!("the identity provider answered HTTP {status}"),
-                ),
-            },
-            Err(e) => {
-                log::warn!(
-                    "token exchange with the IdP ({}) failed: {e}",
-                    oauth.profile
-                );
-                Reply::error(
-                    502,
-                    "server_error",
-                    "the identity provider could not be reached",
-                )
-            }
-        }
-    }
-
-    async fn post_form(
-        &self,
-        up: &crate::config::snapshot::Upstream,
-        body: String,
-        authorization: Option<&str>,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let mut out = Outgoing::post(Bytes::from(body));
-        out.copied = vec![
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("accept", "application/json"),
-        ];
-        if let Some(a) = authorization {
-            out.copied.push(("authorization", a));
-        }
-        let exchange = async {
-            let mut ex = Exchange::send(&self.connector, up, &out)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = ex.status();
-            let answer = ex.collect().await.map_err(|e| e.to_string())?;
-            ex.finish(&self.connector, up).await;
-            Ok((status, answer))
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(15), exchange)
-            .await
-            .map_err(|_| "timed out".to_string())?
-    }
-
-    /// Records a login state as used; false if it already was (replay).
-    fn use_once(&self, nonce: u64, exp: u64) -> bool {
-        let mut local = self.local();
-        let now = now_secs();
-        if local.used_states.len() >= super::LOCAL_CAP {
-            local.used_states.retain(|_, e| *e > now);
-        }
-        local.used_states.insert(nonce, exp).is_none()
-    }
-}
-
-/// The scope sent to the IdP: the client's, mapped, plus the profile's, plus the resource's
-/// scope form when `resource: scope`.
-fn idp_scope(oauth: &OAuthProxy, client: Option<&str>, has_resource: bool) -> String {
-    let mut scopes: Vec<String> = client
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|s| {
-            oauth
-                .scope_map
-                .get(s)
-                .cloned()
-                .unwrap_or_else(|| s.to_string())
-        })
-        .collect();
-    for extra in &oauth.extra_scopes {
-        if !scopes.contains(extra) {
-            scopes.push(extra.clone());
-        }
-    }
-    if has_resource
-        && oauth.resource == ResourceMode::Scope
-        && let Some(v) = &oauth.resource_value
-        && !scopes.contains(v)
-    {
-        scopes.push(v.clone());
-    }
-    scopes.join(" ")
-}
-
-/// What becomes of the client's `resource` on the way to the IdP.
-fn resource_param(oauth: &OAuthProxy, resource: Option<&str>) -> Option<(String, String)> {
-    let resource = resource?;
-    match oauth.resource {
-        ResourceMode::Pass => Some(("resource".into(), resource.to_string())),
-        ResourceMode::Strip | ResourceMode::Scope => None,
-        ResourceMode::Audience => oauth
-            .resource_value
-            .clone()
-            .map(|v| (oauth.audience_parameter.clone(), v)),
     }
 }

@@ -1,18 +1,25 @@
-//! Transport rules checked before a body is trusted: Origin, content negotiation, protocol
-//! version, body size, and the stateless revision's routing headers.
+//! The first step: which door a request came through, and the transport rules checked before
+//! a body is trusted (Origin, content negotiation, protocol version, the stateless revision's
+//! routing headers).
 
 use crate::config::Snapshot;
-use crate::error::GatewayError;
+use crate::ctx::Door;
+use crate::error::{Cause, GatewayError};
+use crate::http::header;
 use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::{self, STATELESS_VERSION};
-use bytes::BytesMut;
 use pingora::proxy::Session;
 
-pub fn header<'s>(s: &'s Session, name: &str) -> Option<&'s str> {
-    s.req_header()
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
+/// Which door `path` is: the merged endpoint, a visible-or-not route's per-server endpoint, or
+/// none of them.
+pub fn door(path: &str, snap: &Snapshot) -> Door {
+    if path == snap.mcp_path {
+        return Door::Merged;
+    }
+    path.strip_prefix("/servers/")
+        .and_then(|p| p.strip_suffix("/mcp"))
+        .and_then(|name| snap.route(name))
+        .map_or(Door::Other, |r| Door::Server(r.index))
 }
 
 /// A present Origin must be the public URL's or an allowed one (DNS rebinding): 403 otherwise.
@@ -20,10 +27,7 @@ pub fn check_origin(s: &Session, snap: &Snapshot) -> Result<(), GatewayError> {
     match s.req_header().headers.get("origin") {
         None => Ok(()),
         Some(o) if o.to_str().is_ok_and(|o| snap.origin_allowed(o)) => Ok(()),
-        Some(_) => Err(GatewayError::http(
-            403,
-            "Forbidden: this Origin may not use the gateway (add it to allowed_origins)",
-        )),
+        Some(_) => Err(Cause::OriginForbidden.into()),
     }
 }
 
@@ -32,10 +36,7 @@ pub fn check_post_headers(s: &Session) -> Result<(), GatewayError> {
     let ct = header(s, "content-type").unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
-        return Err(GatewayError::http(
-            415,
-            "Unsupported Media Type: Content-Type must be application/json",
-        ));
+        return Err(Cause::UnsupportedMediaType.into());
     }
     // Read in place, no allocation: this runs on every POST.
     let has = |wanted: &str| {
@@ -49,10 +50,10 @@ pub fn check_post_headers(s: &Session) -> Result<(), GatewayError> {
             .any(|t| t.eq_ignore_ascii_case(wanted) || t == "*/*")
     };
     if !has("application/json") || !has("text/event-stream") {
-        return Err(GatewayError::http(
-            406,
-            "Not Acceptable: Accept must list both application/json and text/event-stream",
-        ));
+        return Err(Cause::NotAcceptable(
+            "Accept must list both application/json and text/event-stream",
+        )
+        .into());
     }
     Ok(())
 }
@@ -62,45 +63,7 @@ pub fn protocol_version(s: &Session) -> Result<Option<String>, GatewayError> {
     match header(s, "mcp-protocol-version") {
         None => Ok(None),
         Some(v) if mcp::is_supported(v) => Ok(Some(v.to_string())),
-        Some(_) => Err(GatewayError::http(
-            400,
-            format!(
-                "Bad Request: unsupported MCP-Protocol-Version; supported: {}",
-                mcp::SUPPORTED_VERSIONS.join(", ")
-            ),
-        )),
-    }
-}
-
-/// Reads the whole body, refusing (413) past `cap` without reading further.
-pub async fn read_body(s: &mut Session, cap: usize) -> Result<BytesMut, GatewayError> {
-    let too_large = || {
-        GatewayError::http(
-            413,
-            format!("Payload Too Large: the request body exceeds {cap} bytes"),
-        )
-    };
-    let declared = header(s, "content-length").and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > cap) {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(cap));
-    loop {
-        match s.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > cap {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(_) => {
-                return Err(GatewayError::http(
-                    400,
-                    "Bad Request: the request body could not be read",
-                ));
-            }
-        }
+        Some(_) => Err(Cause::UnsupportedVersion(mcp::SUPPORTED_VERSIONS.join(", ")).into()),
     }
 }
 
@@ -110,12 +73,7 @@ pub fn check_stateless_headers(
     msg: &Message<'_>,
     method: &str,
 ) -> Result<(), GatewayError> {
-    let mismatch = |what: &str| {
-        GatewayError::http(
-            400,
-            format!("Bad Request: HeaderMismatch: {what} does not match the request body"),
-        )
-    };
+    let mismatch = |what: &'static str| GatewayError::from(Cause::HeaderMismatch(what));
     if header(s, "mcp-method") != Some(method) {
         return Err(mismatch("Mcp-Method"));
     }

@@ -1,13 +1,14 @@
-//! Writing answers to the client: whole JSON bodies, empty statuses, and SSE streams.
+//! HTTP plumbing over Pingora's session, for every door: reading a request header or a bounded
+//! body, and writing answers (whole JSON bodies, empty statuses, SSE streams, errors).
 
-use crate::error::GatewayError;
-use bytes::Bytes;
+use crate::error::{Cause, GatewayError};
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 pub type Headers<'h> = &'h [(&'static str, &'h str)];
 
-fn header(
+fn response_header(
     status: u16,
     content_type: Option<&str>,
     extra: Headers<'_>,
@@ -29,7 +30,7 @@ pub async fn json(
     body: Vec<u8>,
     extra: Headers<'_>,
 ) -> pingora::Result<()> {
-    let mut h = header(status, Some("application/json"), extra)?;
+    let mut h = response_header(status, Some("application/json"), extra)?;
     h.insert_header("content-length", body.len())?;
     s.write_response_header(h, false).await?;
     s.write_response_body(Some(Bytes::from(body)), true).await
@@ -37,7 +38,7 @@ pub async fn json(
 
 /// A status with no body (202 for notifications, 200 for DELETE, 405 …).
 pub async fn empty(s: &mut Session, status: u16, extra: Headers<'_>) -> pingora::Result<()> {
-    let mut h = header(status, None, extra)?;
+    let mut h = response_header(status, None, extra)?;
     h.insert_header("content-length", "0")?;
     s.write_response_header(h, true).await
 }
@@ -51,7 +52,35 @@ pub async fn error(s: &mut Session, e: &GatewayError) -> pingora::Result<()> {
 
 /// Starts a `text/event-stream` answer; events follow with `Session::write_response_body`.
 pub async fn sse_start(s: &mut Session, extra: Headers<'_>) -> pingora::Result<()> {
-    let mut h = header(200, Some("text/event-stream"), extra)?;
+    let mut h = response_header(200, Some("text/event-stream"), extra)?;
     h.insert_header("cache-control", "no-cache")?;
     s.write_response_header(h, false).await
+}
+
+pub fn header<'s>(s: &'s Session, name: &str) -> Option<&'s str> {
+    s.req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Reads the whole body, refusing (413) past `cap` without reading further.
+pub async fn read_body(s: &mut Session, cap: usize) -> Result<BytesMut, GatewayError> {
+    let declared = header(s, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > cap) {
+        return Err(Cause::TooLarge(cap).into());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(cap));
+    loop {
+        match s.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > cap {
+                    return Err(Cause::TooLarge(cap).into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(Cause::UnreadableBody.into()),
+        }
+    }
 }

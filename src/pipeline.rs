@@ -1,0 +1,329 @@
+//! The one request pipeline. Every door (`/mcp`, `/servers/{route}/mcp`, both protocol eras)
+//! takes the same steps, in this order: transport checks → authenticate → parse once →
+//! session/era → route → authorize → limit → forward → answer. Each step is a module of its own;
+//! routing, authorization and the choice of buckets are pure functions of (snapshot, caller,
+//! request). `proxy.rs` calls `run` from `request_filter`; the `logging` hook calls `finish`.
+
+mod approval;
+mod authorize;
+mod catalog;
+mod forward;
+mod initialize;
+mod limit;
+mod link;
+mod listen;
+mod lists;
+mod notify;
+mod passthrough;
+mod record;
+mod route;
+mod session;
+mod shared;
+pub mod transport;
+
+pub use record::finish;
+pub use shared::Shared;
+
+use crate::auth::metadata;
+use crate::auth::oauth::OAuthFront;
+use crate::config::{Route, Snapshot};
+use crate::ctx::{Ctx, Door, Era, Outcome, method_label};
+use crate::error::{Cause, GatewayError};
+use crate::http;
+use crate::mcp::jsonrpc::{self, Kind, Message};
+use crate::policy::Caller;
+use approval::Approval;
+use bytes::Bytes;
+use pingora::proxy::Session;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// Serves one HTTP request on the MCP listener. Errors returned are client-connection errors.
+pub async fn run(sh: &Shared, s: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
+    let snap = ctx.snapshot.clone();
+    let path = s.req_header().uri.path();
+    ctx.door = transport::door(path, &snap);
+    if ctx.door == Door::Other {
+        return local(sh, s, ctx, &snap).await;
+    }
+    let result = mcp(sh, s, ctx, &snap).await;
+    match result {
+        Ok(()) => {
+            ctx.outcome.get_or_insert(Outcome::Ok);
+            Ok(())
+        }
+        Err(e) => {
+            ctx.outcome.get_or_insert(e.outcome());
+            // A refusal is the gateway's decision (recorded with its reason); a failure is not.
+            if e.is_refusal() {
+                ctx.refused = Some(e.to_string());
+            }
+            http::error(s, &e).await
+        }
+    }
+}
+
+/// What is not MCP: the OAuth proxy, well-known documents, and unknown paths.
+async fn local(
+    sh: &Shared,
+    s: &mut Session,
+    ctx: &mut Ctx,
+    snap: &Snapshot,
+) -> pingora::Result<()> {
+    let path = s.req_header().uri.path();
+    if OAuthFront::is_oauth_path(path) {
+        ctx.method = "oauth";
+        return sh.oauth.serve(s, snap).await;
+    }
+    let e = match metadata::document(path, snap, &sh.minter) {
+        Some(Some(doc)) => {
+            ctx.method = "metadata";
+            let body = serde_json::to_vec(&doc).unwrap_or_default();
+            return http::json(s, 200, body, &[("cache-control", "max-age=300")]).await;
+        }
+        Some(None) => {
+            ctx.method = "metadata";
+            GatewayError::from(Cause::NoMetadata)
+        }
+        None => Cause::NoEndpoint(snap.mcp_url.clone()).into(),
+    };
+    ctx.outcome = Some(Outcome::Refused);
+    http::error(s, &e).await
+}
+
+/// An MCP exchange through either door.
+async fn mcp(
+    sh: &Shared,
+    s: &mut Session,
+    ctx: &mut Ctx,
+    snap: &Snapshot,
+) -> Result<(), GatewayError> {
+    // Room for this request's audit record first: once accepted, its record is never lost.
+    ctx.slot = sh.audit.reserve().await.map_err(|_| {
+        sh.metrics.audit_refused.inc();
+        Cause::AuditFull
+    })?;
+    transport::check_origin(s, snap)?;
+    let caller = authenticate(sh, s, snap).await?;
+    ctx.caller = Some(caller.clone());
+    let server = match ctx.door {
+        Door::Server(i) => {
+            ctx.route = Some(i);
+            let route = &snap.routes[i];
+            // A route the caller cannot see does not exist for them.
+            if !route.policy.visible_to(&caller) {
+                return Err(Cause::NoEndpoint(snap.mcp_url.clone()).into());
+            }
+            Some(route)
+        }
+        _ => None,
+    };
+    match (s.req_header().method.as_str(), server) {
+        ("POST", _) => {}
+        ("GET", None) => {
+            ctx.method = "GET";
+            return listen::serve(sh, s, snap, &caller).await;
+        }
+        ("DELETE", None) => {
+            ctx.method = "DELETE";
+            return session::delete(sh, s, snap, &caller).await;
+        }
+        ("GET" | "DELETE", Some(route)) => {
+            ctx.method = if s.req_header().method == "GET" {
+                "GET"
+            } else {
+                "DELETE"
+            };
+            return passthrough::relay(sh, s, ctx, &caller, route, Bytes::new(), None).await;
+        }
+        _ => return Err(Cause::MethodNotAllowed.into()),
+    }
+    transport::check_post_headers(s)?;
+    let header_version = transport::protocol_version(s)?;
+    let body = http::read_body(s, snap.max_body_bytes).await?.freeze();
+    let (msg, kind) = Message::parse(&body)?;
+    let method = msg.method();
+    ctx.method = method_label(&method);
+    ctx.request_id = msg.id.map(|id| id.get().to_string());
+    if ctx.audited() {
+        ctx.body = Some(body.clone());
+    }
+    if let Some(route) = server {
+        return through_server(sh, s, ctx, snap, &caller, route, &msg, kind, &body).await;
+    }
+    session::classify(sh, s, ctx, &caller, header_version, &msg, kind)?;
+    let id = msg.id.unwrap_or(RawValue::NULL);
+    match kind {
+        Kind::Notification => {
+            notify::notification(sh, ctx, snap, &caller, &msg, &method).await;
+            http::empty(s, 202, &[]).await.ok();
+            return Ok(());
+        }
+        Kind::Response => {
+            notify::client_response(sh, ctx, snap, &caller, &msg).await?;
+            http::empty(s, 202, &[]).await.ok();
+            return Ok(());
+        }
+        Kind::Request => {}
+    }
+    let result = match method.as_ref() {
+        "initialize" => return initialize::open(sh, s, ctx, snap, &caller, &msg, id).await,
+        "server/discover" => initialize::discover_result(),
+        "ping" => jsonrpc::to_raw(&serde_json::json!({})),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            lists::merged(sh, ctx, snap, &caller, &msg, &method, id).await?
+        }
+        "logging/setLevel" => {
+            notify::broadcast_request(sh, ctx, snap, &caller, &msg, &method).await;
+            jsonrpc::to_raw(&serde_json::json!({}))
+        }
+        m if route::is_routed(m) => {
+            return call(sh, s, ctx, snap, &caller, &msg, &method, None).await;
+        }
+        _ => return Err(Cause::MethodNotFound(method.to_string()).to(id)),
+    };
+    http::json(s, 200, jsonrpc::success(id, &result), &[])
+        .await
+        .ok();
+    Ok(())
+}
+
+/// The per-server door after the body was read: routed calls take the same route → authorize →
+/// limit steps as on `/mcp`; everything goes to the upstream as the client sent it.
+#[allow(clippy::too_many_arguments)]
+async fn through_server(
+    sh: &Shared,
+    s: &mut Session,
+    ctx: &mut Ctx,
+    snap: &Snapshot,
+    caller: &Arc<Caller>,
+    route: &Route,
+    msg: &Message<'_>,
+    kind: Kind,
+    body: &Bytes,
+) -> Result<(), GatewayError> {
+    ctx.caller_key = session::subject_key(caller);
+    let method = msg.method();
+    if kind == Kind::Request && route::is_routed(&method) {
+        return call(sh, s, ctx, snap, caller, msg, &method, Some(body)).await;
+    }
+    let filter = (kind == Kind::Request && method == "tools/list").then_some(msg.id_text());
+    passthrough::relay(sh, s, ctx, caller, route, body.clone(), filter).await
+}
+
+/// A routed call (`tools/call`, `prompts/get`, `resources/read`, …): route → authorize →
+/// limit → approval → forward. `as_sent`: the per-server door's body, forwarded unchanged.
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    sh: &Shared,
+    s: &mut Session,
+    ctx: &mut Ctx,
+    snap: &Snapshot,
+    caller: &Arc<Caller>,
+    msg: &Message<'_>,
+    method: &str,
+    as_sent: Option<&Bytes>,
+) -> Result<(), GatewayError> {
+    let id = msg.id.unwrap_or(RawValue::NULL);
+    let mut params =
+        jsonrpc::split_params(msg.params).map_err(|e| GatewayError::from(e).answering(id))?;
+    ctx.target = jsonrpc::str_param(&params, "name").or_else(|| jsonrpc::str_param(&params, "uri"));
+    let stateless = matches!(ctx.era, Era::Stateless);
+    let target =
+        route::resolve(snap, caller, ctx.door, method, &params, stateless).map_err(|c| c.to(id))?;
+    let route = target.route;
+    ctx.route = Some(route.index);
+    let tool = target
+        .upstream_name
+        .as_deref()
+        .filter(|_| method == "tools/call");
+    let exposed = ctx.target.clone().unwrap_or_default();
+    let listed = match tool {
+        Some(t) if authorize::needs_listing(route, t) => {
+            catalog::listing(sh, ctx, snap, caller, route).await
+        }
+        _ => None,
+    };
+    let needs_approval = authorize::decide(
+        snap,
+        caller,
+        route,
+        method,
+        tool,
+        &exposed,
+        listed.as_ref().and_then(|l| tool.and_then(|t| l.get(t))),
+    )
+    .map_err(|c| c.to(id))?;
+    ctx.tool = tool.filter(|t| route.names_tool(t)).map(str::to_string);
+    let _in_flight = limit::admit(sh, snap, route, tool, ctx.caller_key)
+        .await
+        .map_err(|c| c.to(id))?;
+    if let Some(body) = as_sent {
+        if needs_approval {
+            return Err(Cause::NotApproved(format!(
+                "tool `{exposed}` needs the user's approval for each call, which only {} can ask for",
+                snap.mcp_url
+            ))
+            .to(id));
+        }
+        return passthrough::relay(sh, s, ctx, caller, route, body.clone(), None).await;
+    }
+    // Approval comes last, so nobody is asked about a call that a limit would refuse anyway.
+    let streaming = if needs_approval {
+        match approval::approve(sh, s, ctx, route, &exposed, id).await {
+            Approval::Approved => true,
+            Approval::Refused(e) => return Err(e),
+            Approval::Ended => {
+                ctx.outcome = Some(Outcome::Refused);
+                return Ok(());
+            }
+        }
+    } else {
+        false
+    };
+    if let Some((key, value)) = target.rewrite {
+        params.insert(key.into(), std::borrow::Cow::Owned(value));
+    }
+    forward::call(
+        sh,
+        s,
+        ctx,
+        caller,
+        route,
+        method,
+        target.upstream_name.as_deref(),
+        params,
+        id,
+        streaming,
+    )
+    .await
+}
+
+/// The caller of a request, or the 401 that refuses it.
+async fn authenticate(
+    sh: &Shared,
+    s: &Session,
+    snap: &Snapshot,
+) -> Result<Arc<Caller>, GatewayError> {
+    sh.auth
+        .authenticate(snap, http::header(s, "authorization"))
+        .await
+        .map_err(|e| {
+            sh.metrics
+                .auth_failures
+                .with_label_values(&[e.reason()])
+                .inc();
+            let error =
+                (e != crate::auth::AuthError::Missing).then_some(&e as &dyn std::fmt::Display);
+            Cause::Unauthenticated {
+                challenge: metadata::challenge(snap, error),
+                error: e.to_string(),
+            }
+            .into()
+        })
+}
+
+/// The routes a caller may reach, in a stable order.
+fn visible<'r>(snap: &'r Snapshot, caller: &'r Caller) -> impl Iterator<Item = &'r Route> {
+    snap.routes.iter().filter(|r| r.policy.visible_to(caller))
+}

@@ -1,0 +1,290 @@
+//! Links to upstreams: how one request reaches one route's upstream (its upstream session, or
+//! the upstream's own stateless mode) and what the upstream learns of the caller (the route's
+//! static credentials, then the identity the route asks for; never the caller's token).
+
+use super::Shared;
+use crate::config::Route;
+use crate::config::raw::IdentityMode;
+use crate::ctx::{Ctx, Era};
+use crate::mcp::jsonrpc;
+use crate::mcp::session::{UpstreamSession, now_secs};
+use crate::mcp::{self, SESSION_VERSION, STATELESS_VERSION};
+use crate::policy::Caller;
+use crate::upstream::{self, Outgoing, UpstreamError};
+use pingora::upstreams::peer::Peer;
+use rmcp::model::DiscoverResult;
+use serde_json::{Value, json};
+
+/// How long a stateless link (discovered mode or instance session) is reused.
+const STATELESS_LINK_SECS: u64 = 3600;
+
+/// How requests reach one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A 2025-era upstream session (`session` is none for upstreams that issue no id).
+    Session {
+        session: Option<String>,
+        version: String,
+    },
+    /// The stateless 2026-07-28 revision: no session, method and name in headers.
+    Stateless,
+}
+
+impl LinkKind {
+    pub fn apply<'a>(&'a self, out: &mut Outgoing<'a>, method: &'a str, name: Option<&'a str>) {
+        match self {
+            LinkKind::Session { session, version } => {
+                out.session = session.as_deref();
+                out.protocol_version = Some(version);
+            }
+            LinkKind::Stateless => {
+                out.protocol_version = Some(mcp::STATELESS_VERSION);
+                out.mcp_method = Some(method);
+                out.mcp_name = name;
+            }
+        }
+    }
+}
+
+/// How one request reaches one upstream: the link, and what the upstream learns of the caller.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub kind: LinkKind,
+    /// Static credentials and identity headers for this route and caller.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Link {
+    pub fn apply<'a>(&'a self, out: &mut Outgoing<'a>, method: &'a str, name: Option<&'a str>) {
+        self.kind.apply(out, method, name);
+        out.extra = &self.headers;
+    }
+
+    pub fn has_session(&self) -> bool {
+        matches!(
+            self.kind,
+            LinkKind::Session {
+                session: Some(_),
+                ..
+            }
+        )
+    }
+}
+
+/// The client's part of an `initialize`, forwarded to each upstream.
+pub struct ClientHello {
+    pub capabilities: Value,
+    pub client_info: Value,
+}
+
+impl ClientHello {
+    pub fn gateway() -> Self {
+        Self {
+            capabilities: json!({}),
+            client_info: json!({"name": "mcp-edge", "version": env!("CARGO_PKG_VERSION")}),
+        }
+    }
+}
+
+/// A header value made of a caller attribute: visible ASCII kept, anything else percent-encoded.
+pub fn header_safe(value: &str) -> String {
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        value.to_string()
+    } else {
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    }
+}
+
+/// Log-safe name of an upstream for operators (never sent to clients).
+pub fn peer_label(route: &Route) -> String {
+    format!("{} ({})", route.name, route.upstream.peer.address())
+}
+
+/// What `route`'s upstream is told with every request made for this caller: the route's
+/// static credentials (and its tenant's), then the caller's identity if the route wants it.
+/// The caller's own token is never among them.
+pub fn upstream_headers(
+    sh: &Shared,
+    ctx: &Ctx,
+    caller: &Caller,
+    route: &Route,
+) -> Vec<(String, String)> {
+    let mut headers = route.headers.clone();
+    if let Some(extra) = caller
+        .tenant
+        .as_ref()
+        .and_then(|t| route.tenant_headers.get(t))
+    {
+        headers.extend(extra.iter().cloned());
+    }
+    match route.identity {
+        IdentityMode::None => {}
+        IdentityMode::Headers => {
+            headers.push(("x-mcp-edge-subject".into(), header_safe(&caller.subject)));
+            headers.push((
+                "x-mcp-edge-groups".into(),
+                header_safe(&caller.groups.join(",")),
+            ));
+            if let Some(t) = &caller.tenant {
+                headers.push(("x-mcp-edge-tenant".into(), header_safe(t)));
+            }
+        }
+        IdentityMode::Minted => {
+            let issuer = &ctx.snapshot.public_origin;
+            let lifetime = ctx.snapshot.identity.lifetime;
+            let token = sh.minter.mint(issuer, caller, &route.name, lifetime);
+            headers.push(("authorization".into(), format!("Bearer {token}")));
+        }
+    }
+    headers
+}
+
+/// Opens a session with one upstream on behalf of a client: initialize, then initialized.
+/// `headers` carry the caller's identity and the route's credentials.
+pub async fn open_upstream(
+    sh: &Shared,
+    route: &Route,
+    hello: &ClientHello,
+    headers: &[(String, String)],
+) -> Result<(UpstreamSession, Value), UpstreamError> {
+    let id = sh.upstreams.own_id();
+    let params = json!({
+        "protocolVersion": SESSION_VERSION,
+        "capabilities": hello.capabilities,
+        "clientInfo": hello.client_info,
+    });
+    let mut out = Outgoing::post(jsonrpc::request(&id, "initialize", Some(&params)));
+    out.extra = headers;
+    let reply = upstream::rpc(&sh.upstreams.connector, &route.upstream, &out, &id).await?;
+    let result: Value = reply
+        .outcome
+        .ok()
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .ok_or(UpstreamError::Garbage)?;
+    let version = result["protocolVersion"]
+        .as_str()
+        .filter(|v| mcp::is_supported(v))
+        .ok_or(UpstreamError::Garbage)?
+        .to_string();
+    let mut out = Outgoing::post(jsonrpc::notification::<()>(
+        "notifications/initialized",
+        None,
+    ));
+    out.session = reply.session.as_deref();
+    out.protocol_version = Some(&version);
+    out.extra = headers;
+    upstream::fire(&sh.upstreams.connector, &route.upstream, &out).await?;
+    let caps = result.get("capabilities").cloned().unwrap_or(json!({}));
+    Ok((
+        UpstreamSession {
+            route: route.name.clone(),
+            session: reply.session,
+            version,
+        },
+        caps,
+    ))
+}
+
+/// How this request reaches `route`, opening what is missing.
+pub async fn link(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Option<Link> {
+    let kind = match &ctx.era {
+        Era::Opening => return None,
+        Era::Session(state) => {
+            let local = sh.sessions.replaced.get(&(state.id, route.name.clone()));
+            match local.or_else(|| state.upstream(&route.name).cloned()) {
+                Some(u) => LinkKind::Session {
+                    session: u.session,
+                    version: u.version,
+                },
+                None => return relink(sh, ctx, caller, route).await,
+            }
+        }
+        // The per-server door's own requests (catalog listings) go the stateless way too.
+        Era::Stateless | Era::Unknown => {
+            let key = (route.name.clone(), route.upstream.addr.to_string());
+            let cached = sh.stateless_links.get(&key);
+            match cached {
+                Some(kind) => kind,
+                None => return relink(sh, ctx, caller, route).await,
+            }
+        }
+    };
+    Some(Link {
+        kind,
+        headers: upstream_headers(sh, ctx, caller, route),
+    })
+}
+
+/// Replaces this request's link to `route` (after the upstream answered 404, or when there
+/// was none), remembering the new one on this instance only.
+pub async fn relink(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Option<Link> {
+    let timeout = ctx.snapshot.timeouts.initialize;
+    let headers = upstream_headers(sh, ctx, caller, route);
+    let kind = match &ctx.era {
+        Era::Opening => return None,
+        Era::Session(state) => {
+            let hello = ClientHello {
+                capabilities: serde_json::from_str(&state.capabilities).unwrap_or(json!({})),
+                ..ClientHello::gateway()
+            };
+            let opened = open_upstream(sh, route, &hello, &headers);
+            let (session, _) = tokio::time::timeout(timeout, opened)
+                .await
+                .ok()?
+                .map_err(|e| log::warn!("re-initialize of {} failed: {e}", peer_label(route)))
+                .ok()?;
+            let kind = LinkKind::Session {
+                session: session.session.clone(),
+                version: session.version.clone(),
+            };
+            sh.sessions
+                .replaced
+                .insert((state.id, route.name.clone()), session, state.expires);
+            kind
+        }
+        Era::Stateless | Era::Unknown => {
+            let kind = tokio::time::timeout(timeout, stateless_link(sh, route, &headers))
+                .await
+                .ok()?
+                .map_err(|e| log::warn!("cannot reach {} statelessly: {e}", peer_label(route)))
+                .ok()?;
+            let key = (route.name.clone(), route.upstream.addr.to_string());
+            sh.stateless_links
+                .insert(key, kind.clone(), now_secs() + STATELESS_LINK_SECS);
+            kind
+        }
+    };
+    Some(Link { kind, headers })
+}
+
+/// For stateless clients: the upstream's own stateless mode when it has one (discovered),
+/// else one session of this instance's with it.
+async fn stateless_link(
+    sh: &Shared,
+    route: &Route,
+    headers: &[(String, String)],
+) -> Result<LinkKind, UpstreamError> {
+    let id = sh.upstreams.own_id();
+    let params = json!({"_meta": {
+        mcp::META_PROTOCOL_VERSION: STATELESS_VERSION,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }});
+    let mut out = Outgoing::post(jsonrpc::request(&id, "server/discover", Some(&params)));
+    LinkKind::Stateless.apply(&mut out, "server/discover", None);
+    out.extra = headers;
+    if let Ok(reply) = upstream::rpc(&sh.upstreams.connector, &route.upstream, &out, &id).await
+        && let Ok(result) = reply.outcome
+        && let Ok(found) = serde_json::from_str::<DiscoverResult>(result.get())
+        && found
+            .supported_versions
+            .iter()
+            .any(|v| v.as_str() == STATELESS_VERSION)
+    {
+        return Ok(LinkKind::Stateless);
+    }
+    let (session, _) = open_upstream(sh, route, &ClientHello::gateway(), headers).await?;
+    Ok(LinkKind::Session {
+        session: session.session,
+        version: session.version,
+    })
+}

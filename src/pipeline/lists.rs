@@ -1,0 +1,192 @@
+//! Merged lists: every upstream asked at once, all its pages followed, names prefixed, one page
+//! answered. An upstream that fails or is slow costs only its own entries.
+
+use super::Shared;
+use super::link::{self, LinkKind, peer_label};
+use crate::config::snapshot::{expose_name, expose_uri};
+use crate::config::{Route, Snapshot};
+use crate::ctx::Ctx;
+use crate::error::{Cause, GatewayError};
+use crate::mcp::jsonrpc::{self, Message};
+use crate::policy::Caller;
+use crate::policy::{Class, Decision};
+use crate::upstream::{self, Outgoing, UpstreamError};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// Pages followed per upstream before its list is cut (a loop guard, not a limit in practice).
+const MAX_PAGES: usize = 100;
+
+/// What a list method returns and which field of an entry carries its routable identity.
+#[derive(Clone, Copy)]
+struct Shape {
+    key: &'static str,
+    field: &'static str,
+    is_uri: bool,
+}
+
+fn shape(method: &str) -> Shape {
+    match method {
+        "prompts/list" => Shape {
+            key: "prompts",
+            field: "name",
+            is_uri: false,
+        },
+        "resources/list" => Shape {
+            key: "resources",
+            field: "uri",
+            is_uri: true,
+        },
+        "resources/templates/list" => Shape {
+            key: "resourceTemplates",
+            field: "uriTemplate",
+            is_uri: true,
+        },
+        _ => Shape {
+            key: "tools",
+            field: "name",
+            is_uri: false,
+        },
+    }
+}
+
+/// A merged list for the caller: every visible upstream asked at once.
+pub async fn merged(
+    sh: &Shared,
+    ctx: &Ctx,
+    snap: &Snapshot,
+    caller: &Caller,
+    msg: &Message<'_>,
+    method: &str,
+    id: &RawValue,
+) -> Result<Box<RawValue>, GatewayError> {
+    let params =
+        jsonrpc::split_params(msg.params).map_err(|e| GatewayError::from(e).answering(id))?;
+    if params.get("cursor").is_some_and(|c| c.get() != "null") {
+        // The merged answer is always one page, so no cursor of ours exists.
+        return Err(Cause::InvalidParams(
+            "unknown cursor; this server returns complete lists".into(),
+        )
+        .to(id));
+    }
+    let meta = params.get("_meta").map(|m| m.as_ref());
+    let shape = shape(method);
+    // Prompts and resources are read-class: a caller without read on a route sees none.
+    let routes: Vec<&Route> = super::visible(snap, caller)
+        .filter(|r| shape.key == "tools" || r.policy.grants(caller, Class::Read))
+        .collect();
+    let lists = routes
+        .iter()
+        .map(|route| collect(sh, ctx, caller, route, method, shape.key, meta));
+    let answers = upstream::all_within(snap.timeouts.list, lists).await;
+    let per_route = routes.iter().zip(answers).map(|(route, r)| {
+        let r = r.unwrap_or(Err(UpstreamError::Timeout));
+        if let Err(e) = &r {
+            log::warn!("{method} from upstream {} failed: {e}", peer_label(route));
+        }
+        r.unwrap_or_default()
+    });
+    let mut merged = Vec::new();
+    for (route, items) in routes.iter().zip(per_route) {
+        if shape.key == "tools" {
+            sh.catalog.remember(route, &items);
+        }
+        for mut item in items {
+            let Some(original) = item.get(shape.field).and_then(Value::as_str) else {
+                continue;
+            };
+            let allowed = shape.key != "tools"
+                || matches!(
+                    route.policy.decide(caller, original, Some(&item)),
+                    Decision::Allow { .. }
+                );
+            if !allowed {
+                continue;
+            }
+            let exposed = if shape.is_uri {
+                Some(expose_uri(&route.prefix, original))
+            } else {
+                expose_name(&route.prefix, original)
+            };
+            match exposed {
+                Some(name) => {
+                    item[shape.field] = Value::String(name);
+                    merged.push(item);
+                }
+                None => log::warn!(
+                    "upstream {} offers `{original}`, which cannot be exposed as a valid MCP name (64 characters of [A-Za-z0-9_.-] with its prefix); left out",
+                    peer_label(route)
+                ),
+            }
+        }
+    }
+    let mut result = Map::new();
+    result.insert(shape.key.into(), Value::Array(merged));
+    Ok(jsonrpc::to_raw(&result))
+}
+
+/// Every page of one upstream's list.
+pub async fn collect(
+    sh: &Shared,
+    ctx: &Ctx,
+    caller: &Caller,
+    route: &Route,
+    method: &str,
+    key: &str,
+    meta: Option<&RawValue>,
+) -> Result<Vec<Value>, UpstreamError> {
+    let mut link = link::link(sh, ctx, caller, route)
+        .await
+        .ok_or(UpstreamError::Connect)?;
+    let mut relinked = false;
+    let mut cursor: Option<String> = None;
+    let mut items = Vec::new();
+    let mut pages = 0;
+    while pages < MAX_PAGES {
+        let id = sh.upstreams.own_id();
+        let mut params = Map::new();
+        if let Some(c) = &cursor {
+            params.insert("cursor".into(), Value::String(c.clone()));
+        }
+        if let Some(m) = meta {
+            params.insert(
+                "_meta".into(),
+                serde_json::from_str(m.get()).unwrap_or_default(),
+            );
+        }
+        let sent = {
+            let mut out = Outgoing::post(jsonrpc::request(&id, method, Some(&params)));
+            link.apply(&mut out, method, None);
+            upstream::rpc(&sh.upstreams.connector, &route.upstream, &out, &id).await
+        };
+        let reply = match sent {
+            Err(UpstreamError::Status(404))
+                if !relinked && matches!(link.kind, LinkKind::Session { .. }) =>
+            {
+                link = link::relink(sh, ctx, caller, route)
+                    .await
+                    .ok_or(UpstreamError::Status(404))?;
+                relinked = true;
+                continue;
+            }
+            other => other?,
+        };
+        pages += 1;
+        let mut result: Value = reply
+            .outcome
+            .ok()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .ok_or(UpstreamError::Garbage)?;
+        if let Some(Value::Array(list)) = result.get_mut(key).map(Value::take) {
+            items.extend(list);
+        }
+        cursor = result
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(items)
+}

@@ -1,0 +1,152 @@
+//! Session and era: whether a request is `initialize`, part of a sealed 2025-era session (which
+//! must be the caller's own), or of the stateless 2026-07-28 revision; who the caller is as a
+//! bucket key; and DELETE. What an instance remembers about sessions lives in sharded bounded
+//! caches, so no global lock is taken on the data path.
+
+use super::Shared;
+use super::shared::LOCAL_CAP;
+use super::transport;
+use crate::cache::Bounded;
+use crate::config::Snapshot;
+use crate::config::snapshot::AuthSettings;
+use crate::ctx::{Ctx, Era};
+use crate::error::{Cause, GatewayError};
+use crate::http;
+use crate::mcp::STATELESS_VERSION;
+use crate::mcp::jsonrpc::{Kind, Message};
+use crate::mcp::session::{SessionState, UpstreamSession, now_secs};
+use crate::policy::Caller;
+use crate::upstream::{self, Outgoing};
+use pingora::proxy::Session;
+use std::sync::Arc;
+
+/// Opened session ids kept at most: a few MiB for the busiest sessions, so idle ones cost nothing.
+const OPENED_CAP: usize = 4096;
+
+/// The little an instance remembers on its own; losing it costs a re-initialize, never a session.
+pub struct Sessions {
+    /// Session ids already opened here: the AEAD and JSON work is per session, not per request.
+    opened: Bounded<String, Arc<SessionState>>,
+    /// Sessions ended by DELETE here, until they would expire anyway.
+    ended: Bounded<u128, ()>,
+    /// Upstream sessions re-opened after the upstream forgot the one in the sealed id.
+    pub replaced: Bounded<(u128, String), UpstreamSession>,
+}
+
+impl Sessions {
+    pub fn new() -> Self {
+        Self {
+            opened: Bounded::new(OPENED_CAP),
+            ended: Bounded::new(LOCAL_CAP),
+            replaced: Bounded::new(LOCAL_CAP),
+        }
+    }
+}
+
+pub fn caller_key(value: impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
+}
+
+/// The bucket key (and session owner) of an authenticated subject.
+pub fn subject_key(caller: &Caller) -> u64 {
+    caller_key(("sub", &caller.subject))
+}
+
+/// Decides the era and opens the session, refusing what the transport rules forbid; sets the
+/// era, the protocol version and the caller's bucket key on `ctx`.
+pub fn classify(
+    sh: &Shared,
+    s: &Session,
+    ctx: &mut Ctx,
+    caller: &Caller,
+    header_version: Option<String>,
+    msg: &Message<'_>,
+    kind: Kind,
+) -> Result<(), GatewayError> {
+    let method = msg.method();
+    let anonymous = matches!(ctx.snapshot.auth, AuthSettings::None);
+    let subject = subject_key(caller);
+    if header_version.as_deref() == Some(STATELESS_VERSION) {
+        transport::check_stateless_headers(s, msg, &method)?;
+        let addr = s.client_addr().map(|a| a.as_inet().map(|i| i.ip()));
+        ctx.era = Era::Stateless;
+        ctx.version = STATELESS_VERSION.into();
+        ctx.caller_key = if anonymous {
+            caller_key(("addr", addr.flatten()))
+        } else {
+            subject
+        };
+        return Ok(());
+    }
+    if kind == Kind::Request && method == "initialize" {
+        ctx.era = Era::Opening;
+        ctx.caller_key = subject;
+        return Ok(());
+    }
+    let state = session_of(sh, s, caller)?;
+    ctx.version = header_version.unwrap_or_else(|| state.version.clone());
+    ctx.caller_key = if anonymous {
+        caller_key(("session", state.id))
+    } else {
+        subject
+    };
+    ctx.era = Era::Session(state);
+    Ok(())
+}
+
+/// The caller's session named by `Mcp-Session-Id`: 400 without one; 404 when it is unknown,
+/// tampered, expired, ended, or another caller's (a session belongs to whoever opened it).
+pub fn session_of(
+    sh: &Shared,
+    s: &Session,
+    caller: &Caller,
+) -> Result<Arc<SessionState>, GatewayError> {
+    let token = http::header(s, "mcp-session-id").ok_or(Cause::NoSession)?;
+    let owner = subject_key(caller);
+    let ended =
+        |st: &SessionState| !sh.sessions.ended.is_empty() && sh.sessions.ended.contains(&st.id);
+    open_session(sh, token)
+        .filter(|st| st.owner == owner && !ended(st))
+        .ok_or_else(|| Cause::SessionNotFound.into())
+}
+
+fn open_session(sh: &Shared, token: &str) -> Option<Arc<SessionState>> {
+    if let Some(hit) = sh.sessions.opened.get(token) {
+        return Some(hit);
+    }
+    let state = Arc::new(sh.sealer.open(token)?);
+    if state.expires <= now_secs() {
+        return None;
+    }
+    sh.sessions
+        .opened
+        .insert(token.to_string(), state.clone(), state.expires);
+    Some(state)
+}
+
+/// DELETE: ends the client session and the upstream sessions behind it.
+pub async fn delete(
+    sh: &Shared,
+    s: &mut Session,
+    snap: &Snapshot,
+    caller: &Caller,
+) -> Result<(), GatewayError> {
+    let state = session_of(sh, s, caller)?;
+    sh.sessions.ended.insert(state.id, (), state.expires);
+    let ends = state.upstreams.iter().filter_map(|u| {
+        let route = snap.route(&u.route)?;
+        let session = u.session.as_deref()?;
+        Some(async move {
+            let mut out = Outgoing::post(bytes::Bytes::new());
+            out.method = ::http::Method::DELETE;
+            out.session = Some(session);
+            out.protocol_version = Some(&u.version);
+            let _ = upstream::fire(&sh.upstreams.connector, &route.upstream, &out).await;
+        })
+    });
+    upstream::all_within(snap.timeouts.initialize, ends).await;
+    sh.metrics.sessions_ended.inc();
+    http::empty(s, 200, &[]).await.ok();
+    Ok(())
+}
