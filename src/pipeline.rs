@@ -202,7 +202,7 @@ async fn through_server(
     kind: Kind,
     body: &Bytes,
 ) -> Result<(), GatewayError> {
-    ctx.caller_key = session::subject_key(caller);
+    ctx.caller_key = session::server_caller_key(s, &ctx.snapshot, caller);
     let method = msg.method();
     if kind == Kind::Request && route::is_routed(&method) {
         return call(sh, s, ctx, snap, caller, msg, &method, Some(body)).await;

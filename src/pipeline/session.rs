@@ -53,6 +53,21 @@ pub fn subject_key(caller: &Caller) -> u64 {
     caller_key(("sub", &caller.subject))
 }
 
+/// The bucket key on the per-server door, whose sessions are the upstream's: the subject;
+/// without authentication the upstream session (else the client's address), as on `/mcp`.
+pub fn server_caller_key(s: &Session, snap: &Snapshot, caller: &Caller) -> u64 {
+    if !matches!(snap.auth, AuthSettings::None) {
+        return subject_key(caller);
+    }
+    match http::header(s, "mcp-session-id") {
+        Some(session) => caller_key(("upstream-session", session)),
+        None => caller_key((
+            "addr",
+            s.client_addr().and_then(|a| a.as_inet().map(|i| i.ip())),
+        )),
+    }
+}
+
 /// Decides the era and opens the session, refusing what the transport rules forbid; sets the
 /// era, the protocol version and the caller's bucket key on `ctx`.
 pub fn classify(
