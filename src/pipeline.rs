@@ -227,10 +227,11 @@ async fn call(
     let id = msg.id.unwrap_or(RawValue::NULL);
     let mut params =
         jsonrpc::split_params(msg.params).map_err(|e| GatewayError::from(e).answering(id))?;
-    ctx.target = jsonrpc::str_param(&params, "name").or_else(|| jsonrpc::str_param(&params, "uri"));
+    ctx.target = jsonrpc::str_param(&params, route::name_key(method));
     let stateless = matches!(ctx.era, Era::Stateless);
-    let target =
-        route::resolve(snap, caller, ctx.door, method, &params, stateless).map_err(|c| c.to(id))?;
+    let named = ctx.target.as_deref();
+    let target = route::resolve(snap, caller, ctx.door, method, named, &params, stateless)
+        .map_err(|c| c.to(id))?;
     let route = target.route;
     ctx.route = Some(route.index);
     let tool = target

@@ -43,6 +43,11 @@ pub struct Invalid {
     pub message: &'static str,
 }
 
+const NOT_JSON: Invalid = Invalid {
+    code: PARSE_ERROR,
+    message: "Parse error: the body is not valid JSON",
+};
+
 impl<'a> Message<'a> {
     /// Parses and checks one message: -32700 for text that is not JSON, -32600 for JSON that is
     /// not a single JSON-RPC 2.0 request, notification or response.
@@ -51,25 +56,30 @@ impl<'a> Message<'a> {
             code: PARSE_ERROR,
             message: "Parse error: the body is not UTF-8 JSON",
         })?;
-        let raw: &RawValue = serde_json::from_str(text).map_err(|_| Invalid {
-            code: PARSE_ERROR,
-            message: "Parse error: the body is not valid JSON",
-        })?;
         let invalid = |message| Invalid {
             code: INVALID_REQUEST,
             message,
         };
-        let first = raw.get().as_bytes().first().copied();
+        let first = text.trim_start().as_bytes().first().copied();
         if first == Some(b'[') {
             return Err(invalid(
                 "Invalid Request: JSON-RPC batches are not supported; send one message per POST",
             ));
         }
-        if first != Some(b'{') {
-            return Err(invalid("Invalid Request: expected a JSON-RPC object"));
-        }
-        let msg: Message = serde_json::from_str(raw.get())
-            .map_err(|_| invalid("Invalid Request: not a JSON-RPC 2.0 message"))?;
+        // One scan: the envelope is read straight from the text (params, result and error are
+        // validated and kept raw); a syntax error is a parse error, a wrong shape is not.
+        let not_json = || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err();
+        let msg: Message = serde_json::from_str(text).map_err(|e| match e.classify() {
+            // Only on this error path is the text scanned again, to tell bad JSON from a bad shape.
+            serde_json::error::Category::Data if not_json() => NOT_JSON,
+            serde_json::error::Category::Data if first == Some(b'{') => {
+                invalid("Invalid Request: not a JSON-RPC 2.0 message")
+            }
+            serde_json::error::Category::Data => {
+                invalid("Invalid Request: expected a JSON-RPC object")
+            }
+            _ => NOT_JSON,
+        })?;
         if msg.jsonrpc.as_deref() != Some("2.0") {
             return Err(invalid("Invalid Request: `jsonrpc` must be \"2.0\""));
         }
@@ -294,6 +304,13 @@ mod tests {
     fn rejects_bad_input_with_the_right_code() {
         assert_eq!(Message::parse(b"{nope").unwrap_err().code, PARSE_ERROR);
         assert_eq!(Message::parse(b"\xff").unwrap_err().code, PARSE_ERROR);
+        assert_eq!(
+            Message::parse(br#"{"jsonrpc":5,"id":1, nope"#)
+                .unwrap_err()
+                .code,
+            PARSE_ERROR,
+            "a wrong type before a syntax error is still a parse error"
+        );
         for bad in [
             &br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#[..],
             br#"{"id":1,"method":"ping"}"#,

@@ -47,30 +47,41 @@ fn unknown(what: &'static str, name: &str, stateless: bool) -> Cause {
     }
 }
 
+/// The parameter that names what a routed method is about.
+pub fn name_key(method: &str) -> &'static str {
+    match method {
+        "tools/call" | "prompts/get" => "name",
+        "completion/complete" => "ref",
+        _ => "uri",
+    }
+}
+
+/// `named`: the method's `name_key` parameter as the client sent it (decoded once, by the
+/// caller, which also records it).
 pub fn resolve<'s>(
     snap: &'s Snapshot,
     caller: &Caller,
     door: Door,
     method: &str,
+    named: Option<&str>,
     params: &RawParams<'_>,
     stateless: bool,
 ) -> Result<Target<'s>, Cause> {
-    let (key, what) = match method {
-        "tools/call" => ("name", "tool"),
-        "prompts/get" => ("name", "prompt"),
-        "completion/complete" => ("ref", "reference"),
-        _ => ("uri", "resource"),
+    let key = name_key(method);
+    let what = match method {
+        "tools/call" => "tool",
+        "prompts/get" => "prompt",
+        "completion/complete" => "reference",
+        _ => "resource",
     };
+    let required = || Cause::InvalidParams(format!("`{key}` is required"));
     if let Door::Server(i) = door {
         let route = snap
             .routes
             .get(i)
             .ok_or_else(|| unknown(what, "", stateless))?;
         let upstream_name = match key {
-            "name" => Some(
-                jsonrpc::str_param(params, key)
-                    .ok_or_else(|| Cause::InvalidParams(format!("`{key}` is required")))?,
-            ),
+            "name" => Some(named.ok_or_else(required)?.to_string()),
             _ => None,
         };
         return Ok(Target {
@@ -109,9 +120,8 @@ pub fn resolve<'s>(
             rewrite: Some(("ref", jsonrpc::to_raw(&reference))),
         });
     }
-    let exposed = jsonrpc::str_param(params, key)
-        .ok_or_else(|| Cause::InvalidParams(format!("`{key}` is required")))?;
-    let (route, upstream) = find(key, &exposed)?;
+    let exposed = named.ok_or_else(required)?;
+    let (route, upstream) = find(key, exposed)?;
     Ok(Target {
         route,
         rewrite: Some((key, jsonrpc::to_raw(&upstream))),
@@ -161,6 +171,26 @@ pub(super) mod tests {
         }
     }
 
+    fn resolve_in<'s>(
+        snap: &'s Snapshot,
+        caller: &Caller,
+        door: Door,
+        method: &str,
+        params: &RawParams<'_>,
+        stateless: bool,
+    ) -> Result<Target<'s>, Cause> {
+        let named = jsonrpc::str_param(params, name_key(method));
+        resolve(
+            snap,
+            caller,
+            door,
+            method,
+            named.as_deref(),
+            params,
+            stateless,
+        )
+    }
+
     fn params(json: &str) -> RawParams<'static> {
         let json: &'static str = Box::leak(json.to_string().into_boxed_str());
         let raw: &RawValue = serde_json::from_str(json).unwrap();
@@ -171,7 +201,7 @@ pub(super) mod tests {
     fn exposed_names_resolve_exactly_and_rewrite_to_the_upstream_name() {
         let snap = snapshot();
         let p = params(r#"{"name":"alpha__echo","arguments":{}}"#);
-        let t = resolve(
+        let t = resolve_in(
             &snap,
             &caller(&[], &[]),
             Door::Merged,
@@ -185,7 +215,7 @@ pub(super) mod tests {
         assert_eq!(t.rewrite.unwrap().1.get(), "\"echo\"");
         for bad in ["alpha_echo", "ALPHA__echo", "gamma__echo", "echo"] {
             let p = params(&format!(r#"{{"name":"{bad}"}}"#));
-            let e = resolve(
+            let e = resolve_in(
                 &snap,
                 &caller(&[], &[]),
                 Door::Merged,
@@ -201,7 +231,7 @@ pub(super) mod tests {
     fn an_invisible_route_is_unknown_and_resources_keep_their_era_code() {
         let snap = snapshot();
         let p = params(r#"{"name":"beta__echo"}"#);
-        let hidden = resolve(
+        let hidden = resolve_in(
             &snap,
             &caller(&[], &[]),
             Door::Merged,
@@ -210,7 +240,7 @@ pub(super) mod tests {
             false,
         );
         assert!(matches!(hidden, Err(Cause::Unknown { what: "tool", .. })));
-        let seen = resolve(
+        let seen = resolve_in(
             &snap,
             &caller(&["team:b"], &[]),
             Door::Merged,
@@ -221,7 +251,7 @@ pub(super) mod tests {
         assert_eq!(seen.unwrap().route.name, "beta");
         let p = params(r#"{"uri":"nowhere+file:///x"}"#);
         for (stateless, code) in [(false, RESOURCE_NOT_FOUND), (true, jsonrpc::INVALID_PARAMS)] {
-            match resolve(
+            match resolve_in(
                 &snap,
                 &caller(&[], &[]),
                 Door::Merged,
@@ -239,7 +269,7 @@ pub(super) mod tests {
     fn the_server_door_keeps_the_upstream_names_and_its_route() {
         let snap = snapshot();
         let p = params(r#"{"name":"echo"}"#);
-        let t = resolve(
+        let t = resolve_in(
             &snap,
             &caller(&[], &[]),
             Door::Server(0),
@@ -253,7 +283,7 @@ pub(super) mod tests {
             ("alpha", Some("echo"))
         );
         assert!(t.rewrite.is_none(), "the body goes upstream as sent");
-        let missing = resolve(
+        let missing = resolve_in(
             &snap,
             &caller(&[], &[]),
             Door::Server(0),
