@@ -9,6 +9,8 @@ pub mod config;
 pub mod ctx;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod housekeeping;
 pub mod http;
 pub mod limits;

@@ -417,6 +417,20 @@ pub(super) fn parse_file<T: DeserializeOwned>(file: &Path) -> Result<T, String> 
     .map_err(|e| e.to_string())
 }
 
+thread_local! {
+    /// Set by `offline`: upstream hosts are not resolved.
+    static OFFLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with upstream names left unresolved (every host is taken as 127.0.0.1): for
+/// compiling untrusted text in fuzzing without sending DNS queries anywhere.
+pub fn offline<T>(f: impl FnOnce() -> T) -> T {
+    OFFLINE.set(true);
+    let out = f();
+    OFFLINE.set(false);
+    out
+}
+
 pub(super) fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
     let url = url::Url::parse(raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
     let tls = match url.scheme() {
@@ -438,11 +452,15 @@ pub(super) fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
         .port_or_known_default()
         .ok_or_else(|| format!("`{raw_url}` has no port"))?;
     // Resolved here, once per load, so the data path never waits on DNS.
-    let addr = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-        .next()
-        .ok_or_else(|| format!("`{host}` resolves to no address"))?;
+    let addr = if OFFLINE.get() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    } else {
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("`{host}` resolves to no address"))?
+    };
     let authority = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
         None => url.host_str().unwrap_or(&host).to_string(),

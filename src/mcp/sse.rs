@@ -82,13 +82,23 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Appends one `message` event carrying `data` (split on newlines as SSE requires).
+/// Appends one `message` event carrying `data`, split into `data:` lines at every line end SSE
+/// knows (LF, CRLF and a lone CR), so no byte of `data` can end the event or start a field.
 pub fn write_event(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"event: message\n");
-    for line in data.split(|&b| b == b'\n') {
+    let mut rest = data;
+    loop {
+        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r');
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        out.extend_from_slice(&rest[..end.unwrap_or(rest.len())]);
         out.push(b'\n');
+        let Some(end) = end else { break };
+        let skip = if rest[end..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + skip..];
     }
     out.push(b'\n');
 }
@@ -119,5 +129,11 @@ mod tests {
         let mut r = Reader::default();
         r.push(&out);
         assert_eq!(r.next_event().unwrap().data, "{\n\"a\": 1\n}");
+        let mut out = Vec::new();
+        write_event(&mut out, b"a\rb\r\nc");
+        assert_eq!(
+            out, b"event: message\ndata: a\ndata: b\ndata: c\n\n",
+            "a lone CR ends a line too"
+        );
     }
 }
