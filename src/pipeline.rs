@@ -39,7 +39,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// Serves one HTTP request on the MCP listener. Errors returned are client-connection errors.
-pub async fn run(sh: &Shared, s: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
+pub async fn run(sh: &Arc<Shared>, s: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
     let snap = ctx.snapshot.clone();
     let path = s.req_header().uri.path();
     ctx.door = transport::door(path, &snap);
@@ -93,10 +93,10 @@ async fn local(
 
 /// An MCP exchange through either door.
 async fn mcp(
-    sh: &Shared,
+    sh: &Arc<Shared>,
     s: &mut Session,
     ctx: &mut Ctx,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
 ) -> Result<(), GatewayError> {
     // Room for this request's audit record first: once accepted, its record is never lost.
     ctx.slot = sh.audit.reserve().await.map_err(|_| {
@@ -192,10 +192,10 @@ async fn mcp(
 /// limit steps as on `/mcp`; everything goes to the upstream as the client sent it.
 #[allow(clippy::too_many_arguments)]
 async fn through_server(
-    sh: &Shared,
+    sh: &Arc<Shared>,
     s: &mut Session,
     ctx: &mut Ctx,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     caller: &Arc<Caller>,
     route: &Route,
     msg: &Message<'_>,
@@ -215,10 +215,10 @@ async fn through_server(
 /// limit → approval → forward. `as_sent`: the per-server door's body, forwarded unchanged.
 #[allow(clippy::too_many_arguments)]
 async fn call(
-    sh: &Shared,
+    sh: &Arc<Shared>,
     s: &mut Session,
     ctx: &mut Ctx,
-    snap: &Snapshot,
+    snap: &Arc<Snapshot>,
     caller: &Arc<Caller>,
     msg: &Message<'_>,
     method: &str,

@@ -243,7 +243,7 @@ fn run(quick: bool) -> Result<()> {
     };
     let token = idp.mint("bench-idp", &caller, &on_url, Duration::from_secs(3600));
 
-    let targets = vec![
+    let mut targets = vec![
         Target::new("direct", &up_url, "", None, vec![up_proc.0.id()]),
         Target::new(
             "nginx",
@@ -267,6 +267,44 @@ fn run(quick: bool) -> Result<()> {
             vec![on_proc.0.id()],
         ),
     ];
+    // Another build of the gateway (say, the commit before a change) measured in the same run.
+    let mut before_procs = Vec::new();
+    if let Some(before) = std::env::var_os("MCP_EDGE_BENCH_BEFORE") {
+        let before = Path::new(&before);
+        let (p, url) = spawn_gateway(
+            before,
+            &tmp,
+            "before-off",
+            "",
+            &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")],
+        )?;
+        targets.push(Target::new(
+            "before: mcp-edge (all off)",
+            &url,
+            "bench__",
+            None,
+            vec![p.0.id()],
+        ));
+        before_procs.push(p);
+        let audit_dir = tmp.join("audit").display().to_string();
+        let on_extra = on_extra.replace(&audit_dir, &format!("{audit_dir}-before"));
+        let (p, url) = spawn_gateway(
+            before,
+            &tmp,
+            "before-on",
+            &on_extra,
+            &[("bench".into(), up_url.clone(), on_route)],
+        )?;
+        let token = idp.mint("bench-idp", &caller, &url, Duration::from_secs(3600));
+        targets.push(Target::new(
+            "before: mcp-edge (JWT+policy+limits+audit)",
+            &url,
+            "bench__",
+            Some(token),
+            vec![p.0.id()],
+        ));
+        before_procs.push(p);
+    }
     let rounds = if quick { 1 } else { 3 };
     let secs = if quick { 1.5 } else { 3.0 };
     let scenarios: Vec<(&str, Kind, usize)> = vec![
@@ -323,7 +361,7 @@ fn run(quick: bool) -> Result<()> {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
     std::fs::write(&out, md)?;
     eprintln!("wrote {}", out.display());
-    drop((on_proc, off_proc, nginx_proc));
+    drop((on_proc, off_proc, nginx_proc, before_procs));
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
