@@ -90,8 +90,10 @@ impl Ctx {
 
     /// Proxied calls are always recorded, and so is every refusal.
     pub fn audited(&self) -> bool {
-        matches!(self.method, "tools/call" | "resources/read" | "prompts/get")
-            || self.refused.is_some()
+        matches!(
+            self.method,
+            "tools/call" | "resources/read" | "prompts/get" | "approval"
+        ) || self.refused.is_some()
     }
 
     pub fn route_name(&self) -> Option<&str> {

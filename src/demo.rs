@@ -1,6 +1,7 @@
 //! Sample upstream MCP servers (rmcp, Streamable HTTP on loopback) for `mcp-edge demo`, the
 //! test suite and the benchmark: echo, progress, a cancellable wait, a large answer, a failure.
 
+use axum::response::IntoResponse;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -28,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Probe {
     /// `authorization` and `x-mcp-edge-*` headers of every request, in order.
     pub headers: std::sync::Mutex<Vec<(String, String)>>,
+    /// Each request's `Mcp-Session-Id` and `x-mcp-edge-subject`, in order.
+    pub sessions: std::sync::Mutex<Vec<(Option<String>, Option<String>)>>,
     /// `wait` calls that ended because the request was cancelled.
     pub cancelled: AtomicUsize,
     /// `wait` calls started.
@@ -298,6 +301,8 @@ pub enum Mode {
     Sessions,
     /// No sessions, plain JSON answers unless a tool sends notifications (the benchmark's).
     StatelessJson,
+    /// Sessions only: an upstream of the 2025 revisions, which refuses `server/discover`.
+    LegacyOnly,
 }
 
 /// Starts a sample upstream on `addr` in the given mode.
@@ -311,7 +316,7 @@ pub async fn spawn_upstream_with(
     let stop = CancellationToken::new();
     let config = StreamableHttpServerConfig::default()
         .with_sse_keep_alive(Some(Duration::from_millis(500)))
-        .with_legacy_session_mode(mode == Mode::Sessions)
+        .with_legacy_session_mode(mode != Mode::StatelessJson)
         .with_json_response(mode == Mode::StatelessJson)
         .with_cancellation_token(stop.child_token());
     let service: StreamableHttpService<SampleServer, LocalSessionManager> =
@@ -335,11 +340,27 @@ pub async fn spawn_upstream_with(
                         })
                         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
                         .collect();
+                    let header = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    seen.sessions
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((header("mcp-session-id"), header("x-mcp-edge-subject")));
                     seen.headers
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .extend(observed);
-                    async move { next.run(req).await }
+                    let discover = header("mcp-method").as_deref() == Some("server/discover");
+                    async move {
+                        if mode == Mode::LegacyOnly && discover {
+                            return axum::http::StatusCode::BAD_REQUEST.into_response();
+                        }
+                        next.run(req).await
+                    }
                 },
             ));
     let listener = tokio::net::TcpListener::bind(addr).await?;

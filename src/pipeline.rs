@@ -239,11 +239,20 @@ async fn call(
         .as_deref()
         .filter(|_| method == "tools/call");
     let exposed = ctx.target.clone().unwrap_or_default();
+    // A tool is what the upstream lists under exactly that name; anything else is unknown,
+    // worded exactly like a denied or hidden tool.
     let listed = match tool {
-        Some(t) if authorize::needs_listing(route, t) => {
-            catalog::listing(sh, ctx, snap, caller, route).await
-        }
-        _ => None,
+        Some(t) => Some(
+            catalog::tool(sh, ctx, snap, caller, route, t)
+                .await
+                .map_err(|missing| match missing {
+                    catalog::Missing::Unlisted => authorize::unknown_tool(&exposed).to(id),
+                    catalog::Missing::Unavailable => {
+                        Cause::UpstreamUnavailable(route.name.clone()).to(id)
+                    }
+                })?,
+        ),
+        None => None,
     };
     let needs_approval = authorize::decide(
         snap,
@@ -271,7 +280,8 @@ async fn call(
     }
     // Approval comes last, so nobody is asked about a call that a limit would refuse anyway.
     let streaming = if needs_approval {
-        match approval::approve(sh, s, ctx, route, &exposed, id).await {
+        let arguments = params.get("arguments").map(|a| a.as_ref());
+        match approval::approve(sh, s, ctx, route, &exposed, arguments, id).await {
             Approval::Approved => true,
             Approval::Refused(e) => return Err(e),
             Approval::Ended => {

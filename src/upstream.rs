@@ -15,6 +15,8 @@ use std::time::Duration;
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The most a collected (non-streamed) upstream answer may hold.
 const MAX_COLLECTED: usize = 32 * 1024 * 1024;
+/// The most an IdP document (metadata, JWKS) may hold.
+pub const MAX_DOCUMENT: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -28,6 +30,8 @@ pub enum UpstreamError {
     Status(u16),
     #[error("upstream sent an answer that is not MCP")]
     Garbage,
+    #[error("upstream answer too large")]
+    TooLarge,
 }
 
 /// What to send upstream.
@@ -135,10 +139,15 @@ impl Exchange {
 
     /// Reads the rest of the body (bounded).
     pub async fn collect(&mut self) -> Result<Vec<u8>, UpstreamError> {
+        self.collect_at_most(MAX_COLLECTED).await
+    }
+
+    /// Reads the rest of the body, refusing it past `cap` bytes.
+    pub async fn collect_at_most(&mut self, cap: usize) -> Result<Vec<u8>, UpstreamError> {
         let mut body = Vec::new();
         while let Some(c) = self.chunk().await? {
-            if body.len() + c.len() > MAX_COLLECTED {
-                return Err(UpstreamError::Garbage);
+            if body.len() + c.len() > cap {
+                return Err(UpstreamError::TooLarge);
             }
             body.extend_from_slice(&c);
         }
@@ -292,19 +301,20 @@ impl Client {
         crate::mcp::jsonrpc::to_raw(&format!("mcp-edge-{n}"))
     }
 
-    /// One whole exchange within `timeout`: the status and the (bounded) body.
+    /// One whole exchange within `timeout`: the status and the body, refused past `cap` bytes.
     pub async fn fetch(
         &self,
         up: &Upstream,
         out: &Outgoing<'_>,
         timeout: Duration,
+        cap: usize,
     ) -> Result<(u16, Vec<u8>), String> {
         let exchange = async {
             let mut ex = Exchange::send(&self.connector, up, out)
                 .await
                 .map_err(|e| e.to_string())?;
             let status = ex.status();
-            let body = ex.collect().await.map_err(|e| e.to_string())?;
+            let body = ex.collect_at_most(cap).await.map_err(|e| e.to_string())?;
             ex.finish(&self.connector, up).await;
             Ok((status, body))
         };
@@ -313,12 +323,17 @@ impl Client {
             .map_err(|_| format!("{} did not answer in time", up.url))?
     }
 
-    /// GETs a JSON document (IdP metadata, JWKS).
-    pub async fn get_json(&self, up: &Upstream) -> Result<serde_json::Value, String> {
+    /// GETs a JSON document (IdP metadata, JWKS, client metadata) of at most `cap` bytes.
+    pub async fn get_json(
+        &self,
+        up: &Upstream,
+        timeout: Duration,
+        cap: usize,
+    ) -> Result<serde_json::Value, String> {
         let mut out = Outgoing::post(Bytes::new());
         out.method = http::Method::GET;
         out.copied = vec![("accept", "application/json")];
-        let (status, body) = self.fetch(up, &out, Duration::from_secs(10)).await?;
+        let (status, body) = self.fetch(up, &out, timeout, cap).await?;
         if !(200..300).contains(&status) {
             return Err(format!("{} answered HTTP {status}", up.url));
         }

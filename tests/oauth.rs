@@ -7,83 +7,15 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::idp::{CLIENT_ID, CLIENT_SECRET, Idp};
+use common::idp::{CLIENT_ID, CLIENT_SECRET};
+use common::oauth::*;
 use common::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn query(location: &str) -> HashMap<String, String> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn set_cookies(r: &reqwest::Response) -> Vec<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .collect()
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap() + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_string()
-}
-
-async fn setup() -> (Idp, Upstream, Gateway) {
-    let idp = Idp::start(true).await;
-    let alpha = spawn_upstream("alpha").await.unwrap();
-    let secret = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(secret.path(), format!("{CLIENT_SECRET}\n")).unwrap();
-    let (_, secret_path) = secret.keep().unwrap();
-    let extra = format!(
-        "auth:\n  mode: jwt\n  issuer: {idp}\n  scopes_supported: [mcp:read]\n\
-         oauth_proxy:\n  profile: test-idp\n  client_id: {CLIENT_ID}\n  client_secret: ${{file:{secret}}}\n  allow_insecure_cimd: true\n",
-        idp = idp.url,
-        secret = secret_path.display()
-    );
-    let gw = Gateway::start_with(
-        Setup {
-            routes: vec![("alpha", alpha.url.clone(), "")],
-            extra: &extra,
-        },
-        |conf_dir| {
-            std::fs::create_dir_all(conf_dir.join("oauth-profiles")).unwrap();
-            std::fs::write(
-                conf_dir.join("oauth-profiles/test-idp.yaml"),
-                format!(
-                    "name: Test IdP (Entra-like)\nissuer: {u}\nauthorization_endpoint: {u}/authorize\ntoken_endpoint: {u}/token\nresource: strip\ndrop_prompt_consent: true\n",
-                    u = idp.url
-                ),
-            )
-            .unwrap();
-        },
-    );
-    idp.issue_as(
-        &gw.url,
-        json!({"sub": "alice"}),
-        &format!("{}/oauth/callback", gw.base),
-    );
-    (idp, alpha, gw)
-}
 
 #[tokio::test]
 async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
-    let (idp, _alpha, gw) = setup().await;
+    let (idp, _alpha, gw) = setup(true).await;
     let web = no_redirects();
 
     let prm: Value = get_json(&format!(
@@ -186,6 +118,10 @@ async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
         .into_iter()
         .find(|c| c.starts_with("__Host-mcp-edge-consent="))
         .unwrap();
+    let flow_cookie = set_cookies(&consented)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-mcp-edge-flow="))
+        .expect("the IdP round trip is bound to this browser");
     let to_idp = consented.headers()["location"]
         .to_str()
         .unwrap()
@@ -206,12 +142,22 @@ async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
     let back = web.get(&to_idp).send().await.unwrap();
     assert_eq!(back.status(), 302, "the IdP accepted the request");
     let callback = back.headers()["location"].to_str().unwrap().to_string();
-    let to_client = web.get(&callback).send().await.unwrap();
+    let to_client = web
+        .get(&callback)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(to_client.status(), 302);
     let client_params = query(to_client.headers()["location"].to_str().unwrap());
     assert_eq!(client_params["state"], "client-state");
     assert_eq!(
-        web.get(&callback).send().await.unwrap().status(),
+        web.get(&callback)
+            .header("cookie", &flow_cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
         400,
         "login state is single-use"
     );
@@ -249,6 +195,10 @@ async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
         .await
         .unwrap();
     assert_eq!(again.status(), 302, "consent is remembered");
+    let flow_cookie = set_cookies(&again)
+        .into_iter()
+        .find(|c| c.starts_with("__Host-mcp-edge-flow="))
+        .unwrap();
     let back = web
         .get(again.headers()["location"].to_str().unwrap())
         .send()
@@ -256,6 +206,7 @@ async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
         .unwrap();
     let to_client = web
         .get(back.headers()["location"].to_str().unwrap())
+        .header("cookie", &flow_cookie)
         .send()
         .await
         .unwrap();
@@ -299,7 +250,7 @@ async fn a_client_logs_in_through_the_proxy_and_calls_a_tool() {
 
 #[tokio::test]
 async fn client_id_metadata_documents_are_fetched_and_need_consent() {
-    let (_idp, _alpha, gw) = setup().await;
+    let (_idp, _alpha, gw) = setup(true).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let doc_url = format!("http://{}/client.json", listener.local_addr().unwrap());
     let doc =

@@ -4,7 +4,7 @@
 
 use crate::config::Live;
 use crate::config::snapshot::{AuthSettings, KeySource};
-use crate::upstream::Client;
+use crate::upstream::{Client, MAX_DOCUMENT};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
@@ -20,6 +20,8 @@ use tokio::sync::Notify;
 const ON_DEMAND_EVERY: Duration = Duration::from_secs(30);
 /// How long a request waits for an on-demand fetch.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(3);
+/// How long the IdP has to answer a document fetch.
+const DOC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retry delay after a failed fetch.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -149,9 +151,9 @@ impl KeyRefresher {
     async fn fetch(&self, source: &KeySource) -> Result<JwkSet, String> {
         let jwks = match source {
             KeySource::Static(set) => return Ok(set.clone()),
-            KeySource::Jwks(up) => self.client.get_json(up).await?,
+            KeySource::Jwks(up) => self.client.get_json(up, DOC_TIMEOUT, MAX_DOCUMENT).await?,
             KeySource::Discover(up) => {
-                let meta = self.client.get_json(up).await?;
+                let meta = self.client.get_json(up, DOC_TIMEOUT, MAX_DOCUMENT).await?;
                 let uri = meta["jwks_uri"]
                     .as_str()
                     .ok_or("the IdP's metadata has no jwks_uri")?
@@ -161,7 +163,7 @@ impl KeyRefresher {
                 })
                 .await
                 .map_err(|e| e.to_string())??;
-                self.client.get_json(&up).await?
+                self.client.get_json(&up, DOC_TIMEOUT, MAX_DOCUMENT).await?
             }
         };
         serde_json::from_value(jwks).map_err(|e| format!("the JWKS is not valid: {e}"))

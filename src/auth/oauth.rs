@@ -21,9 +21,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+mod clients;
 mod idp;
 
+use clients::CIMD_CACHE_CAP;
 use idp::{idp_scope, resource_param};
 
 const CLIENT: &[u8] = b"mcp-edge oauth client";
@@ -35,6 +38,10 @@ const CONSENTS: &[u8] = b"mcp-edge oauth consents";
 const REGISTERED: &str = "mcp-edge.";
 const CONSENT_COOKIE: &str = "__Host-mcp-edge-consent";
 const CSRF_COOKIE: &str = "__Host-mcp-edge-csrf";
+/// Binds a login's IdP round trip to the browser that consented: its value is sealed into the
+/// IdP state and must come back with the callback.
+const FLOW_COOKIE: &str = "__Host-mcp-edge-flow";
+const REFRESH: &[u8] = b"mcp-edge oauth refresh token";
 /// How long a login may take, and how long a code lives.
 const FLOW_SECS: u64 = 600;
 const CODE_SECS: u64 = 300;
@@ -51,6 +58,7 @@ struct Registration {
 }
 
 /// A client as the flow needs it.
+#[derive(Clone)]
 struct Client {
     name: String,
     redirect_uris: Vec<String>,
@@ -80,6 +88,17 @@ struct Flight {
     req: Request,
     nonce: u64,
     exp: u64,
+    /// The value of the consenting browser's flow cookie.
+    browser: String,
+}
+
+/// The IdP's refresh token, bound to the client it was issued to.
+#[derive(Serialize, Deserialize)]
+struct Refresh {
+    #[serde(rename = "t")]
+    idp: String,
+    #[serde(rename = "c")]
+    client_id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -213,6 +232,8 @@ pub struct OAuthFront {
     sealer: Arc<Sealer>,
     client: Arc<HttpClient>,
     used_states: Bounded<u64, ()>,
+    /// Client ID Metadata Documents fetched lately, by URL.
+    documents: Bounded<String, Client>,
 }
 
 /// Login states remembered at most (each for the length of a login).
@@ -224,6 +245,7 @@ impl OAuthFront {
             sealer,
             client,
             used_states: Bounded::new(USED_CAP),
+            documents: Bounded::new(CIMD_CACHE_CAP),
         }
     }
 
@@ -282,90 +304,6 @@ impl OAuthFront {
         })
     }
 
-    /// RFC 7591: a public client whose registration is sealed into its id.
-    async fn register(&self, s: &mut Session) -> Reply {
-        let Ok(body) = crate::http::read_body(s, 64 * 1024).await else {
-            return Reply::error(400, "invalid_client_metadata", "unreadable body");
-        };
-        let Ok(meta) = serde_json::from_slice::<Value>(&body) else {
-            return Reply::error(
-                400,
-                "invalid_client_metadata",
-                "the body must be a JSON object",
-            );
-        };
-        let uris: Vec<String> = strings(&meta["redirect_uris"]);
-        if uris.is_empty() || uris.len() > 10 || !uris.iter().all(|u| acceptable_redirect(u)) {
-            return Reply::error(
-                400,
-                "invalid_redirect_uri",
-                "redirect_uris must be 1-10 https URLs or http loopback URLs, without fragments",
-            );
-        }
-        let name = meta["client_name"].as_str().unwrap_or("an unnamed client");
-        let name: String = name.chars().take(100).collect();
-        let registration = Registration {
-            redirect_uris: uris.clone(),
-            name: name.clone(),
-        };
-        let client_id = format!("{REGISTERED}{}", self.sealer.seal_as(CLIENT, &registration));
-        Reply::json(
-            201,
-            &json!({
-                "client_id": client_id,
-                "client_id_issued_at": now_secs(),
-                "client_name": name,
-                "redirect_uris": uris,
-                "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"],
-                "token_endpoint_auth_method": "none",
-            }),
-        )
-    }
-
-    /// A client: one the gateway registered (sealed id) or a Client ID Metadata Document URL.
-    async fn client(&self, oauth: &OAuthProxy, client_id: &str) -> Result<Client, String> {
-        if let Some(sealed) = client_id.strip_prefix(REGISTERED) {
-            let r: Registration = self
-                .sealer
-                .open_as(CLIENT, sealed)
-                .ok_or("unknown client_id (register again)")?;
-            return Ok(Client {
-                name: r.name,
-                redirect_uris: r.redirect_uris,
-            });
-        }
-        let url = url::Url::parse(client_id).map_err(|_| "unknown client_id")?;
-        let secure =
-            url.scheme() == "https" || (oauth.allow_insecure_cimd && url.scheme() == "http");
-        if !secure || url.path() == "/" {
-            return Err(
-                "client_id is neither registered here nor an https client metadata URL".into(),
-            );
-        }
-        let id = client_id.to_string();
-        let up = tokio::task::spawn_blocking(move || crate::config::snapshot::upstream_for(&id))
-            .await
-            .map_err(|e| e.to_string())??;
-        let doc = self.client.get_json(&up).await?;
-        if doc["client_id"].as_str() != Some(client_id) {
-            return Err("the client metadata document names another client_id".into());
-        }
-        let redirect_uris: Vec<String> = strings(&doc["redirect_uris"]);
-        if redirect_uris.is_empty() {
-            return Err("the client metadata document has no redirect_uris".into());
-        }
-        Ok(Client {
-            name: doc["client_name"]
-                .as_str()
-                .unwrap_or(client_id)
-                .chars()
-                .take(100)
-                .collect(),
-            redirect_uris,
-        })
-    }
-
     async fn oauth_authorize(&self, s: &Session, snap: &Snapshot, oauth: &OAuthProxy) -> Reply {
         let q = form(s.req_header().uri.query().unwrap_or("").as_bytes());
         let Some(client_id) = q.get("client_id") else {
@@ -386,7 +324,16 @@ impl OAuthFront {
                 "redirect_uri does not exactly match a registered one",
             );
         };
+        let consented = cookie_value(s, CONSENT_COOKIE)
+            .and_then(|c| self.sealer.open_as::<Consents>(CONSENTS, c))
+            .filter(|c| c.exp > now_secs())
+            .is_some_and(|c| c.clients.contains(&client_key(client_id)));
+        // Anyone can register any redirect URI: until this browser consented to the client,
+        // its redirect URI is not trusted with an error either (no open redirect).
         let back = |error: &str, description: &str| {
+            if !consented {
+                return Reply::error(400, error, description);
+            }
             let mut params = vec![("error", error), ("error_description", description)];
             if let Some(st) = q.get("state") {
                 params.push(("state", st));
@@ -414,12 +361,8 @@ impl OAuthFront {
             resource: q.get("resource").cloned(),
             prompt: q.get("prompt").cloned(),
         };
-        let consented = cookie_value(s, CONSENT_COOKIE)
-            .and_then(|c| self.sealer.open_as::<Consents>(CONSENTS, c))
-            .filter(|c| c.exp > now_secs())
-            .is_some_and(|c| c.clients.contains(&client_key(client_id)));
         if consented {
-            return Reply::redirect(self.to_idp(snap, oauth, req));
+            return self.to_idp(s, snap, oauth, req);
         }
         self.consent_page(&client, req)
     }
@@ -519,18 +462,27 @@ impl OAuthFront {
                 exp: now_secs() + CONSENT_SECS,
             },
         );
-        Reply::redirect(self.to_idp(snap, oauth, req))
+        self.to_idp(s, snap, oauth, req)
             .cookie(set_cookie(CONSENT_COOKIE, &cookie, CONSENT_SECS))
             .cookie(set_cookie(CSRF_COOKIE, "", 0))
     }
 
-    /// The IdP's authorize URL for a consented request: the gateway's client and callback, the
-    /// client's PKCE challenge, `resource` handled as the profile says.
-    fn to_idp(&self, snap: &Snapshot, oauth: &OAuthProxy, req: Request) -> String {
+    /// The redirect to the IdP for a request this browser consented to: the gateway's client and
+    /// callback, the client's PKCE challenge, `resource` handled as the profile says, and the
+    /// browser's flow cookie (set here) sealed into the state. Only here, after consent, is the
+    /// client's `prompt` (`none` included) passed on.
+    fn to_idp(&self, s: &Session, snap: &Snapshot, oauth: &OAuthProxy, req: Request) -> Reply {
+        let browser = cookie_value(s, FLOW_COOKIE)
+            .filter(|v| v.len() == 22 && URL_SAFE_NO_PAD.decode(v).is_ok())
+            .map_or_else(
+                || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+                str::to_string,
+            );
         let flight = Flight {
             nonce: rand::random(),
             exp: now_secs() + FLOW_SECS,
             req,
+            browser,
         };
         let req = &flight.req;
         let state = self.sealer.seal_as(STATE, &flight);
@@ -556,6 +508,10 @@ impl OAuthFront {
         {
             params.push(("prompt", p));
         }
-        with_query(&oauth.authorize_url, &params)
+        Reply::redirect(with_query(&oauth.authorize_url, &params)).cookie(set_cookie(
+            FLOW_COOKIE,
+            &flight.browser,
+            FLOW_SECS,
+        ))
     }
 }

@@ -305,6 +305,10 @@ pub struct RawOAuthProxy {
     /// Accept `http://` client ID metadata documents (development and tests only).
     #[serde(default)]
     pub allow_insecure_cimd: bool,
+    /// Hosts (names or IP addresses) whose client ID metadata documents may be fetched although
+    /// they resolve to a loopback, private, link-local or multicast address.
+    #[serde(default)]
+    pub cimd_allowed_hosts: Vec<String>,
 }
 
 /// What happens to the `resource` parameter on its way to the IdP.

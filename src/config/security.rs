@@ -247,6 +247,7 @@ pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Opti
         scope_map: raw.scope_map.into_iter().collect(),
         extra_scopes,
         allow_insecure_cimd: raw.allow_insecure_cimd,
+        cimd_allowed_hosts: raw.cimd_allowed_hosts.clone(),
     })
 }
 

@@ -174,6 +174,7 @@ pub struct OAuthProxy {
     pub scope_map: HashMap<String, String>,
     pub extra_scopes: Vec<String>,
     pub allow_insecure_cimd: bool,
+    pub cimd_allowed_hosts: Vec<String>,
 }
 
 impl Route {

@@ -1,10 +1,12 @@
 //! `approval: required`: before the call goes upstream the gateway asks the user through an
-//! elicitation on the call's own event stream, and proceeds only on an explicit yes. Clients that
-//! cannot be asked (no elicitation capability, or stateless) are refused with a clear error.
+//! elicitation on the call's own event stream, naming the tool and showing its arguments, and
+//! proceeds only on an explicit yes. A question's id is 128 random bits bound to the session and
+//! caller that asked; an answer from anyone else is treated exactly like an unknown id. Clients
+//! that cannot be asked (no elicitation capability, or stateless) are refused with a clear error.
 
 use super::Shared;
 use crate::config::Route;
-use crate::ctx::{Ctx, Era};
+use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
 use crate::http;
 use crate::mcp::{jsonrpc, sse};
@@ -20,16 +22,26 @@ use tokio::sync::oneshot;
 const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Prefix of the ids of the gateway's own approval requests.
 pub const APPROVAL_PREFIX: &str = "mcp-edge:approval:";
+/// The most of a call's arguments the question shows.
+const SHOWN_ARGUMENTS: usize = 1000;
 
-/// Calls waiting for the user's approval, by the number in the elicitation's id.
+/// Questions waiting for the user's answer, by their random id.
 #[derive(Default)]
 pub struct Approvals {
-    next: std::sync::atomic::AtomicU64,
-    waiting: std::sync::Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    waiting: std::sync::Mutex<HashMap<u128, Waiting>>,
+}
+
+/// Who may answer one question, and where the answer goes.
+struct Waiting {
+    caller: u64,
+    session: Option<u128>,
+    route: usize,
+    tool: String,
+    tx: oneshot::Sender<Value>,
 }
 
 impl Approvals {
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Waiting>> {
         self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -45,12 +57,33 @@ pub enum Approval {
     Ended,
 }
 
+fn session_of(ctx: &Ctx) -> Option<u128> {
+    match &ctx.era {
+        Era::Session(state) => Some(state.id),
+        _ => None,
+    }
+}
+
+/// The question's text: the tool, its route, and its arguments as JSON (cut past a length).
+fn question(exposed: &str, route: &Route, arguments: Option<&RawValue>) -> String {
+    let args = arguments.map_or("{}", RawValue::get);
+    let mut shown: String = args.chars().take(SHOWN_ARGUMENTS).collect();
+    if shown.len() < args.len() {
+        shown.push_str(" …(cut)");
+    }
+    format!(
+        "Allow the tool `{exposed}` of `{}` to run now with these arguments?\n{shown}",
+        route.name
+    )
+}
+
 pub async fn approve(
     sh: &Shared,
     s: &mut Session,
     ctx: &Ctx,
     route: &Route,
     exposed: &str,
+    arguments: Option<&RawValue>,
     id: &RawValue,
 ) -> Approval {
     let can_ask = match &ctx.era {
@@ -60,17 +93,23 @@ pub async fn approve(
     };
     if !can_ask {
         return Approval::Refused(Cause::NotApproved(format!(
-                "tool `{exposed}` needs the user's approval for each call, and this client cannot ask (it declared no elicitation support)"
-            )).to(id));
+            "tool `{exposed}` needs the user's approval for each call, and this client cannot ask (it declared no elicitation support)"
+        )).to(id));
     }
-    let n = sh
-        .approvals
-        .next
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let n: u128 = rand::random();
     let (tx, rx) = oneshot::channel();
-    sh.approvals.waiting().insert(n, tx);
+    sh.approvals.waiting().insert(
+        n,
+        Waiting {
+            caller: ctx.caller_key,
+            session: session_of(ctx),
+            route: route.index,
+            tool: exposed.to_string(),
+            tx,
+        },
+    );
     let mut params = json!({
-        "message": format!("Allow the tool `{exposed}` of `{}` to run now?", route.name),
+        "message": question(exposed, route, arguments),
         "requestedSchema": {
             "type": "object",
             "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
@@ -80,7 +119,7 @@ pub async fn approve(
     if ctx.version.as_str() >= "2025-11-25" {
         params["mode"] = json!("form");
     }
-    let ask_id = jsonrpc::to_raw(&format!("{APPROVAL_PREFIX}{n}"));
+    let ask_id = jsonrpc::to_raw(&format!("{APPROVAL_PREFIX}{n:032x}"));
     let mut out = Vec::new();
     sse::write_event(
         &mut out,
@@ -99,10 +138,7 @@ pub async fn approve(
         None
     };
     sh.approvals.waiting().remove(&n);
-    let yes = answer
-        .as_ref()
-        .is_some_and(|a| a["action"] == "accept" && a["content"]["approve"] == json!(true));
-    if yes {
+    if answer.as_ref().is_some_and(approves) {
         return Approval::Approved;
     }
     let why = match answer {
@@ -116,10 +152,31 @@ pub async fn approve(
     Approval::Ended
 }
 
-/// Delivers a client's answer to an approval request; false if nobody here waits for it.
-pub fn answer(sh: &Shared, n: u64, result: Value) -> bool {
-    match sh.approvals.waiting().remove(&n) {
-        Some(tx) => tx.send(result).is_ok(),
-        None => false,
+fn approves(answer: &Value) -> bool {
+    answer["action"] == "accept" && answer["content"]["approve"] == json!(true)
+}
+
+/// Delivers a client's answer to question `n`, if this caller, in this session, was asked it;
+/// anything else is an unknown id. The answer is recorded on `ctx` (who answered what).
+pub fn answer(sh: &Shared, ctx: &mut Ctx, n: &str, result: Value) -> Result<(), GatewayError> {
+    let unknown = || GatewayError::from(Cause::UnknownResponse);
+    let n = u128::from_str_radix(n, 16).map_err(|_| unknown())?;
+    let waiting = {
+        let mut all = sh.approvals.waiting();
+        let mine = all
+            .get(&n)
+            .is_some_and(|w| w.caller == ctx.caller_key && w.session == session_of(ctx));
+        if !mine {
+            return Err(unknown());
+        }
+        all.remove(&n).ok_or_else(unknown)?
+    };
+    ctx.method = "approval";
+    ctx.route = Some(waiting.route);
+    ctx.target = Some(waiting.tool);
+    if !approves(&result) {
+        ctx.outcome = Some(Outcome::Refused);
+        ctx.refused = Some("the user did not approve the call".into());
     }
+    waiting.tx.send(result).map_err(|_| unknown())
 }

@@ -9,13 +9,13 @@ use crate::mcp::jsonrpc;
 use crate::policy::{Caller, Class, Decision};
 use serde_json::Value;
 
-/// Whether deciding on `tool` needs the upstream's listing (its annotations give the class).
-pub fn needs_listing(route: &Route, tool: &str) -> bool {
-    route
-        .policy
-        .tools
-        .get(tool)
-        .is_none_or(|r| r.class.is_none())
+/// The refusal of a tool the caller may not know of: unlisted, hidden and denied look alike.
+pub fn unknown_tool(exposed: &str) -> Cause {
+    Cause::Unknown {
+        what: "tool",
+        name: exposed.to_string(),
+        code: jsonrpc::INVALID_PARAMS,
+    }
 }
 
 pub fn decide(
@@ -47,11 +47,7 @@ pub fn decide(
         };
     };
     match route.policy.decide(caller, tool, listed) {
-        Decision::Hidden => Err(Cause::Unknown {
-            what: "tool",
-            name: exposed.to_string(),
-            code: jsonrpc::INVALID_PARAMS,
-        }),
+        Decision::Hidden => Err(unknown_tool(exposed)),
         Decision::NeedsScope { class, .. } => Err(step_up(
             format!("tool `{exposed}` ({} access)", class.as_str()),
             class,
@@ -111,9 +107,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let snap = snapshot();
-        assert!(needs_listing(snap.route("alpha").unwrap(), "q"));
-        assert!(!needs_listing(snap.route("alpha").unwrap(), "look"));
     }
 
     #[test]

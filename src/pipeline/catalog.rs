@@ -1,12 +1,13 @@
-//! Each route's tools as last listed, for the classes that come from the upstream's annotations.
+//! Each route's tools as last listed: a call names a tool the upstream listed, exactly, or it is
+//! unknown (never forwarded); the listing gives the classes that come from annotations.
 //! Refreshed whenever a `tools/list` passes; a call that finds it stale decides on it and has it
-//! listed again in the background (only a route never listed is listed before the decision);
-//! decisions read it without cloning tool JSON.
+//! listed again in the background; decisions read it without cloning tool JSON.
 
-use super::{Shared, lists};
+use super::{Shared, link, lists};
 use crate::config::{Route, Snapshot};
 use crate::ctx::Ctx;
 use crate::policy::Caller;
+use crate::upstream::UpstreamError;
 use dashmap::DashMap;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// How long a route's tool list decides classes before it is listed again.
 const CATALOG_TTL: Duration = Duration::from_secs(300);
+/// A call naming a tool the catalog lacks lists the upstream again at most this often.
+const RELIST_AFTER: Duration = Duration::from_secs(10);
 
 /// One route's tools by upstream name.
 pub type Tools = Arc<HashMap<String, Value>>;
@@ -55,6 +58,11 @@ impl Catalog {
         Some((entry.tools.clone(), refresh))
     }
 
+    /// How long ago the route was last listed.
+    fn age(&self, route: &Route) -> Option<Duration> {
+        self.routes.get(&route.name).map(|e| e.listed.elapsed())
+    }
+
     fn refresh_failed(&self, route: &Route) {
         if let Some(mut entry) = self.routes.get_mut(&route.name) {
             entry.refreshing = false;
@@ -62,30 +70,59 @@ impl Catalog {
     }
 }
 
-/// The route's tools: from the catalog (refreshed behind the call when stale), else listed now
-/// for this caller.
-pub async fn listing(
+/// The route's tools if the upstream lists `tool` (exact name): from the catalog (refreshed
+/// behind the call when stale); listed now for this caller when the route was never listed, or
+/// once when the catalog lacks `tool` and is older than `RELIST_AFTER` (so made-up names cannot
+/// make the gateway list an upstream more often than that). Either way a tool not listed is
+/// never forwarded: `Unlisted` (the caller learns it is unknown) or `Unavailable` (the upstream
+/// could not be listed at all).
+pub async fn tool(
     sh: &Arc<Shared>,
     ctx: &Ctx,
     snap: &Arc<Snapshot>,
     caller: &Arc<Caller>,
     route: &Route,
-) -> Option<Tools> {
+    tool: &str,
+) -> Result<Tools, Missing> {
+    let found = |tools: Tools| {
+        if tools.contains_key(tool) {
+            Ok(tools)
+        } else {
+            Err(Missing::Unlisted)
+        }
+    };
     if let Some((tools, refresh)) = sh.catalog.get(route) {
         if refresh {
             refresh_behind(sh.clone(), snap.clone(), caller.clone(), route.index);
         }
-        return Some(tools);
+        let listed_lately = sh.catalog.age(route).is_some_and(|a| a < RELIST_AFTER);
+        if tools.contains_key(tool) || listed_lately {
+            return found(tools);
+        }
     }
-    let items = tokio::time::timeout(
+    let listed = tokio::time::timeout(
         snap.timeouts.list,
         lists::collect(sh, ctx, caller, route, "tools/list", "tools", None),
     )
     .await
-    .ok()?
-    .ok()?;
+    .unwrap_or(Err(UpstreamError::Timeout));
+    let items = listed
+        .map_err(|e| {
+            log::warn!(
+                "tools/list from upstream {} failed ({e}); its tools answer as unknown until it lists them",
+                link::peer_label(route)
+            );
+        })
+        .map_err(|()| Missing::Unavailable)?;
     sh.catalog.remember(route, &items);
-    sh.catalog.get(route).map(|(tools, _)| tools)
+    let (tools, _) = sh.catalog.get(route).ok_or(Missing::Unavailable)?;
+    found(tools)
+}
+
+/// Why a call's tool is not in the catalog.
+pub enum Missing {
+    Unlisted,
+    Unavailable,
 }
 
 /// Lists a route's tools again off the request, over the gateway's own link to the upstream
@@ -95,7 +132,8 @@ fn refresh_behind(sh: Arc<Shared>, snap: Arc<Snapshot>, caller: Arc<Caller>, ind
         let Some(route) = snap.routes.get(index) else {
             return;
         };
-        let ctx = Ctx::new(snap.clone());
+        let mut ctx = Ctx::new(snap.clone());
+        ctx.caller_key = super::session::subject_key(&caller);
         let listed = tokio::time::timeout(
             snap.timeouts.list,
             lists::collect(&sh, &ctx, &caller, route, "tools/list", "tools", None),

@@ -3,9 +3,9 @@
 //! streamed back event by event with ids and tokens mapped back to the client's.
 
 use super::Shared;
-use super::link::{self, Link};
+use super::link::{self, Link, LinkKind};
 use crate::config::Route;
-use crate::ctx::{Ctx, Outcome};
+use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
 use crate::http;
 use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
@@ -24,9 +24,10 @@ use tokio::time::Instant;
 pub const RELAY_PREFIX: &str = "mcp-edge:";
 
 /// The id the gateway gives a client's request upstream. Derived, not stored, so that a
-/// `notifications/cancelled` reaching any instance maps to the same upstream id.
-pub fn upstream_id(client_id: &RawValue) -> String {
-    format!("c:{}", client_id.get())
+/// `notifications/cancelled` reaching any instance maps to the same upstream id; it names the
+/// caller, so one caller's cancellation can never name another's request.
+pub fn upstream_id(caller_key: u64, client_id: &RawValue) -> String {
+    format!("c:{caller_key:016x}:{}", client_id.get())
 }
 
 /// One proxied call, ready to send.
@@ -36,6 +37,9 @@ struct Call<'a> {
     /// The upstream's name of the tool or prompt (for `Mcp-Name`).
     name: Option<&'a str>,
     body: Bytes,
+    /// The body for an upstream session when the client is stateless: the revision's `_meta`
+    /// keys left out (a 2025-era upstream refuses a 2026 request inside its session).
+    session_body: Option<Bytes>,
     /// The client's answer is already an open event stream (an approval was asked on it).
     streaming: bool,
     /// The upstream's HTTP status, once it answered (for the audit record).
@@ -127,12 +131,24 @@ pub async fn call(
     id: &RawValue,
     streaming: bool,
 ) -> Result<(), GatewayError> {
-    let upstream_id = jsonrpc::to_raw(&upstream_id(id));
+    let upstream_id = jsonrpc::to_raw(&upstream_id(ctx.caller_key, id));
     let client_token = swap_progress_token(&mut params, &upstream_id);
+    let session_body = if matches!(ctx.era, Era::Stateless) {
+        let mut legacy = params.clone();
+        strip_stateless_meta(&mut legacy);
+        Some(Bytes::from(jsonrpc::rebuild(
+            method,
+            Some(&upstream_id),
+            Some(&legacy),
+        )))
+    } else {
+        None
+    };
     let call = Call {
         route,
         method,
         name: upstream_name,
+        session_body,
         body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
         streaming,
         status: std::sync::atomic::AtomicU16::new(0),
@@ -183,7 +199,11 @@ async fn forward(
     let mut relinked = false;
     let mut ex = loop {
         let sent = {
-            let mut out = Outgoing::post(call.body.clone());
+            let body = match (&call.session_body, &link.kind) {
+                (Some(b), LinkKind::Session { .. }) => b.clone(),
+                _ => call.body.clone(),
+            };
+            let mut out = Outgoing::post(body);
             link.apply(&mut out, call.method, call.name);
             let send = Exchange::send(&sh.upstreams.connector, &route.upstream, &out);
             tokio::time::timeout_at(deadline, send).await
@@ -344,6 +364,24 @@ async fn cancel(sh: &Shared, route: &Route, link: &Link, upstream_id: &RawValue)
         crate::upstream::fire(&sh.upstreams.connector, &route.upstream, &out),
     )
     .await;
+}
+
+/// Leaves the stateless revision's own `_meta` keys out of `params` (and `_meta` itself when
+/// nothing else is in it).
+fn strip_stateless_meta(params: &mut RawParams<'_>) {
+    let Some(meta) = params.get("_meta") else {
+        return;
+    };
+    let Ok(mut meta) = serde_json::from_str::<serde_json::Map<String, Value>>(meta.get()) else {
+        return;
+    };
+    meta.remove(crate::mcp::META_PROTOCOL_VERSION);
+    meta.remove(crate::mcp::META_CLIENT_CAPABILITIES);
+    if meta.is_empty() {
+        params.remove("_meta");
+    } else {
+        params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
+    }
 }
 
 /// Replaces the client's progress token with the gateway's; returns the client's.

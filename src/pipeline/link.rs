@@ -201,7 +201,11 @@ pub async fn link(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Opt
         }
         // The per-server door's own requests (catalog listings) go the stateless way too.
         Era::Stateless | Era::Unknown => {
-            let key = (route.name.clone(), route.upstream.addr.to_string());
+            let key = (
+                route.name.clone(),
+                route.upstream.addr.to_string(),
+                ctx.caller_key,
+            );
             let cached = sh.stateless_links.get(&key);
             match cached {
                 Some(kind) => kind,
@@ -248,13 +252,25 @@ pub async fn relink(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> O
                 .ok()?
                 .map_err(|e| log::warn!("cannot reach {} statelessly: {e}", peer_label(route)))
                 .ok()?;
-            let key = (route.name.clone(), route.upstream.addr.to_string());
+            let key = (
+                route.name.clone(),
+                route.upstream.addr.to_string(),
+                ctx.caller_key,
+            );
             sh.stateless_links
                 .insert(key, kind.clone(), now_secs() + STATELESS_LINK_SECS);
             kind
         }
     };
     Some(Link { kind, headers })
+}
+
+/// The `_meta` of a request the gateway itself sends in the stateless revision.
+pub fn stateless_meta() -> Value {
+    json!({
+        mcp::META_PROTOCOL_VERSION: STATELESS_VERSION,
+        mcp::META_CLIENT_CAPABILITIES: {},
+    })
 }
 
 /// For stateless clients: the upstream's own stateless mode when it has one (discovered),
@@ -265,10 +281,7 @@ async fn stateless_link(
     headers: &[(String, String)],
 ) -> Result<LinkKind, UpstreamError> {
     let id = sh.upstreams.own_id();
-    let params = json!({"_meta": {
-        mcp::META_PROTOCOL_VERSION: STATELESS_VERSION,
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }});
+    let params = json!({"_meta": stateless_meta()});
     let mut out = Outgoing::post(jsonrpc::request(&id, "server/discover", Some(&params)));
     LinkKind::Stateless.apply(&mut out, "server/discover", None);
     out.extra = headers;

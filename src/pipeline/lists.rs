@@ -81,16 +81,16 @@ pub async fn merged(
     let answers = upstream::all_within(snap.timeouts.list, lists).await;
     let per_route = routes.iter().zip(answers).map(|(route, r)| {
         let r = r.unwrap_or(Err(UpstreamError::Timeout));
-        if let Err(e) = &r {
-            log::warn!("{method} from upstream {} failed: {e}", peer_label(route));
+        match &r {
+            Err(e) => log::warn!("{method} from upstream {} failed: {e}", peer_label(route)),
+            // Only a list the upstream gave is the route's catalog (never an empty stand-in).
+            Ok(items) if shape.key == "tools" => sh.catalog.remember(route, items),
+            Ok(_) => {}
         }
         r.unwrap_or_default()
     });
     let mut merged = Vec::new();
     for (route, items) in routes.iter().zip(per_route) {
-        if shape.key == "tools" {
-            sh.catalog.remember(route, &items);
-        }
         for mut item in items {
             let Some(original) = item.get(shape.field).and_then(Value::as_str) else {
                 continue;
@@ -148,11 +148,18 @@ pub async fn collect(
         if let Some(c) = &cursor {
             params.insert("cursor".into(), Value::String(c.clone()));
         }
-        if let Some(m) = meta {
-            params.insert(
-                "_meta".into(),
-                serde_json::from_str(m.get()).unwrap_or_default(),
-            );
+        match meta {
+            Some(m) => {
+                params.insert(
+                    "_meta".into(),
+                    serde_json::from_str(m.get()).unwrap_or_default(),
+                );
+            }
+            // The gateway's own request in the stateless revision still says which one it is.
+            None if link.kind == LinkKind::Stateless => {
+                params.insert("_meta".into(), link::stateless_meta());
+            }
+            None => {}
         }
         let sent = {
             let mut out = Outgoing::post(jsonrpc::request(&id, method, Some(&params)));

@@ -32,7 +32,7 @@ pub async fn notification(
             let Some(rid) = params.get("requestId") else {
                 return;
             };
-            let upstream_id = jsonrpc::to_raw(&forward::upstream_id(rid));
+            let upstream_id = jsonrpc::to_raw(&forward::upstream_id(ctx.caller_key, rid));
             params.insert("requestId".into(), std::borrow::Cow::Owned(upstream_id));
             jsonrpc::rebuild(method, None, Some(&params))
         }
@@ -79,7 +79,7 @@ pub async fn broadcast_request(
 /// A client's answer to a relayed upstream request or to an approval question.
 pub async fn client_response(
     sh: &Shared,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     snap: &Snapshot,
     caller: &Caller,
     msg: &Message<'_>,
@@ -91,16 +91,15 @@ pub async fn client_response(
             .result
             .and_then(|r| serde_json::from_str(r.get()).ok())
             .unwrap_or(Value::Null);
-        let n = n.parse().map_err(|_| bad())?;
-        return if approval::answer(sh, n, result) {
-            Ok(())
-        } else {
-            Err(bad())
-        };
+        return approval::answer(sh, ctx, n, result);
     }
     let rest = id.strip_prefix(RELAY_PREFIX).ok_or_else(bad)?;
     let (route_name, original) = rest.split_once(':').ok_or_else(bad)?;
-    let route = snap.route(route_name).ok_or_else(bad)?;
+    // Answers go only to routes the caller can see, over the caller's own link.
+    let route = snap
+        .route(route_name)
+        .filter(|r| r.policy.visible_to(caller))
+        .ok_or_else(bad)?;
     let original: Box<RawValue> = serde_json::from_str(original).map_err(|_| bad())?;
     let body = jsonrpc::reid_response(msg, &original);
     let link = link::link(sh, ctx, caller, route).await.ok_or_else(bad)?;

@@ -35,8 +35,9 @@ pub struct Shared {
     /// Buckets shared with other instances, when `limits.store` is set.
     pub shared_buckets: Option<SharedBuckets>,
     pub sessions: Sessions,
-    /// How to reach each upstream for clients of the stateless revision, by route and address.
-    pub stateless_links: Bounded<(String, String), LinkKind>,
+    /// How each caller of the stateless revision reaches each upstream, by route, address and
+    /// caller: an upstream session opened for one caller is never another's.
+    pub stateless_links: Bounded<(String, String, u64), LinkKind>,
     pub approvals: Approvals,
     pub catalog: Catalog,
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod idp;
+pub mod oauth;
 pub mod postgres;
 
 use std::io::{BufRead, BufReader};

@@ -3,6 +3,7 @@
 //! gateway's client credentials and `resource` handled as configured).
 
 use super::*;
+use crate::upstream::MAX_DOCUMENT;
 
 impl OAuthFront {
     /// The IdP comes back: check the single-use state, hand the client a code of ours.
@@ -16,6 +17,15 @@ impl OAuthFront {
                 "unknown or expired login state; start again",
             );
         };
+        // The login must come back to the browser that consented: a link to the IdP sent to
+        // someone else (a confused deputy) ends here, before its state is spent.
+        if cookie_value(s, FLOW_COOKIE) != Some(flight.browser.as_str()) {
+            return Reply::error(
+                400,
+                "invalid_request",
+                "this login was started in another browser; start again from your application",
+            );
+        }
         if !self.use_once(flight.nonce, flight.exp) {
             return Reply::error(400, "invalid_request", "this login state was already used");
         }
@@ -50,7 +60,11 @@ impl OAuthFront {
         // RFC 9207: name the issuer, so clients can tell authorization servers apart.
         params.push(("iss", snap.public_base()));
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Reply::redirect(with_query(&req.redirect_uri, &params))
+        Reply::redirect(with_query(&req.redirect_uri, &params)).cookie(set_cookie(
+            FLOW_COOKIE,
+            "",
+            0,
+        ))
     }
 
     /// Exchanges (or refreshes) at the IdP with the gateway's credentials; the IdP's answer goes
@@ -67,6 +81,7 @@ impl OAuthFront {
         let f = form(&body);
         let callback = format!("{}/oauth/callback", snap.public_base());
         let mut out: Vec<(String, String)> = Vec::new();
+        let client_id;
         match f.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {
                 let code: Option<Code> = f.get("code").and_then(|c| self.sealer.open_as(CODE, c));
@@ -89,6 +104,7 @@ impl OAuthFront {
                         "code_verifier is required (PKCE)",
                     );
                 };
+                client_id = Some(code.client_id);
                 out.push(("grant_type".into(), "authorization_code".into()));
                 out.push(("code".into(), code.idp));
                 out.push(("redirect_uri".into(), callback));
@@ -98,8 +114,18 @@ impl OAuthFront {
                 let Some(refresh) = f.get("refresh_token") else {
                     return Reply::error(400, "invalid_request", "refresh_token is required");
                 };
+                // A refresh token works only for the client it was issued to.
+                let bound: Option<Refresh> = self.sealer.open_as(REFRESH, refresh);
+                let Some(bound) = bound.filter(|b| f.get("client_id") == Some(&b.client_id)) else {
+                    return Reply::error(
+                        400,
+                        "invalid_grant",
+                        "unknown refresh token, or issued to another client",
+                    );
+                };
+                client_id = Some(bound.client_id);
                 out.push(("grant_type".into(), "refresh_token".into()));
-                out.push(("refresh_token".into(), refresh.clone()));
+                out.push(("refresh_token".into(), bound.idp));
                 let scope = idp_scope(
                     oauth,
                     f.get("scope").map(String::as_str),
@@ -140,7 +166,7 @@ impl OAuthFront {
             Ok((status, answer)) if (200..300).contains(&status) => Reply {
                 status,
                 content_type: "application/json",
-                body: answer,
+                body: self.bind_refresh(answer, client_id.unwrap_or_default()),
                 headers: vec![
                     ("cache-control", "no-store".into()),
                     ("pragma", "no-cache".into()),
@@ -168,6 +194,22 @@ impl OAuthFront {
         }
     }
 
+    /// The IdP's token answer with its refresh token sealed to `client_id`.
+    fn bind_refresh(&self, answer: Vec<u8>, client_id: String) -> Vec<u8> {
+        let Ok(mut v) = serde_json::from_slice::<Value>(&answer) else {
+            return answer;
+        };
+        let Some(idp) = v.get("refresh_token").and_then(Value::as_str) else {
+            return answer;
+        };
+        let bound = Refresh {
+            idp: idp.to_string(),
+            client_id,
+        };
+        v["refresh_token"] = Value::String(self.sealer.seal_as(REFRESH, &bound));
+        serde_json::to_vec(&v).unwrap_or(answer)
+    }
+
     async fn post_form(
         &self,
         up: &crate::config::snapshot::Upstream,
@@ -183,7 +225,7 @@ impl OAuthFront {
             out.copied.push(("authorization", a));
         }
         self.client
-            .fetch(up, &out, std::time::Duration::from_secs(15))
+            .fetch(up, &out, std::time::Duration::from_secs(15), MAX_DOCUMENT)
             .await
     }
 
