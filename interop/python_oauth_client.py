@@ -62,7 +62,11 @@ async def browser(authorization_url: str):
         print("to the IdP, resource sent:", "resource" in parse_qs(urlparse(location).query))
         back = await web.get(location)
         assert back.status_code == 302, back.text
-        to_client = await web.get(back.headers["location"])
+        # The callback must come back to the browser that consented: its flow cookie goes along.
+        flow = "; ".join(
+            c.split(";")[0] for c in to_idp.headers.get_list("set-cookie") if c.startswith("__Host-mcp-edge-flow=")
+        )
+        to_client = await web.get(back.headers["location"], headers={"cookie": flow})
         q = parse_qs(urlparse(to_client.headers["location"]).query)
         result["code"], result["state"] = q["code"][0], q.get("state", [None])[0]
         result["iss"] = q.get("iss", [None])[0]

@@ -20,4 +20,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod upstream;

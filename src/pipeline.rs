@@ -151,7 +151,7 @@ async fn mcp(
     if let Some(route) = server {
         return through_server(sh, s, ctx, snap, &caller, route, &msg, kind, &body).await;
     }
-    session::classify(sh, s, ctx, &caller, header_version, &msg, kind)?;
+    session::classify(sh, s, ctx, &caller, header_version, &msg, kind).await?;
     let id = msg.id.unwrap_or(RawValue::NULL);
     match kind {
         Kind::Notification => {

@@ -48,10 +48,7 @@ async fn nobody_but_the_asked_caller_can_answer_an_approval() {
             alpha.url.clone(),
             "tools:\n  echo: { approval: required }",
         )],
-        extra: &format!(
-            "audit:\n  hmac_key: audit-test-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: always }}\n",
-            dir.path().display()
-        ),
+        extra: &audit_jsonl(dir.path()),
     });
     let alice = open_asking(&gw.url).await;
     let bob = open_asking(&gw.url).await;
@@ -103,16 +100,7 @@ async fn nobody_but_the_asked_caller_can_answer_an_approval() {
     // The answers are on the record, with who gave them.
     let mut gw = gw;
     assert!(gw.terminate().success());
-    let records: Vec<Value> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flat_map(|f| {
-            std::fs::read_to_string(f.unwrap().path())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let records: Vec<Value> = audit_records(dir.path());
     let approvals: Vec<(String, String)> = records
         .iter()
         .filter(|r| r["method"] == "approval")

@@ -253,16 +253,20 @@ async fn metadata_server(padding: usize) -> (String, Arc<AtomicUsize>) {
     (url, hits)
 }
 
+/// Starts a login for the client whose metadata document is at `doc`.
+async fn authorize_document(web: &reqwest::Client, gw: &Gateway, doc: &str) -> reqwest::Response {
+    web.get(authorize(gw, doc, REDIRECT, &[("response_type", "code")]))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn client_metadata_documents_on_private_addresses_or_too_large_are_refused() {
     let (_idp, _alpha, gw) = setup(false).await;
     let web = no_redirects();
     let (url, hits) = metadata_server(0).await;
-    let r = web
-        .get(authorize(&gw, &url, REDIRECT, &[("response_type", "code")]))
-        .send()
-        .await
-        .unwrap();
+    let r = authorize_document(&web, &gw, &url).await;
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
     assert!(
@@ -275,16 +279,7 @@ async fn client_metadata_documents_on_private_addresses_or_too_large_are_refused
         "a loopback address is never fetched"
     );
     let closed = format!("http://127.0.0.1:{}/client.json", free_port());
-    let r = web
-        .get(authorize(
-            &gw,
-            &closed,
-            REDIRECT,
-            &[("response_type", "code")],
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = authorize_document(&web, &gw, &closed).await;
     assert_eq!(
         (r.status().as_u16(), r.text().await.unwrap()),
         (400, body),
@@ -294,24 +289,11 @@ async fn client_metadata_documents_on_private_addresses_or_too_large_are_refused
     // Allow-listed, a document over 16 KiB is still refused; a small one is used (and cached).
     let (_idp, _alpha, gw) = setup(true).await;
     let (big, _) = metadata_server(20 * 1024).await;
-    let r = web
-        .get(authorize(&gw, &big, REDIRECT, &[("response_type", "code")]))
-        .send()
-        .await
-        .unwrap();
+    let r = authorize_document(&web, &gw, &big).await;
     assert_eq!(r.status(), 400, "too large");
     let (small, hits) = metadata_server(0).await;
     for _ in 0..2 {
-        let r = web
-            .get(authorize(
-                &gw,
-                &small,
-                REDIRECT,
-                &[("response_type", "code")],
-            ))
-            .send()
-            .await
-            .unwrap();
+        let r = authorize_document(&web, &gw, &small).await;
         assert_eq!(
             r.status(),
             200,

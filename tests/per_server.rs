@@ -28,10 +28,7 @@ async fn per_server_calls_are_rate_limited_and_audited() {
             alpha.url.clone(),
             "limits:\n  per_user_rpm: 60\n  burst: 2",
         )],
-        extra: &format!(
-            "audit:\n  hmac_key: audit-test-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: always }}\n",
-            dir.path().display()
-        ),
+        extra: &audit_jsonl(dir.path()),
     });
     let hammer = Raw::open(&server_url(&gw, "alpha")).await;
     let other = Raw::open(&server_url(&gw, "alpha")).await;
@@ -59,15 +56,7 @@ async fn per_server_calls_are_rate_limited_and_audited() {
     );
     assert!(gw.terminate().success(), "graceful stop");
 
-    let records: Vec<Value> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flat_map(|f| {
-            let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
-            text.lines()
-                .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let records: Vec<Value> = audit_records(dir.path());
     let summary: Vec<(String, String, String, String)> = records
         .iter()
         .map(|r| {

@@ -7,51 +7,6 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A throwaway redis-server on a free loopback port (Debian's `redis-server`, installed by .ci/run).
-fn start_redis() -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::yield_now();
-    }
-    Redis { child, port }
-}
-
-const KEY: &str = "q9Ywd8c0m0cA3c2mA1Cz0sQkJq2Gm8zv8pWkX4o0c1E=";
 
 fn call(id: u64) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"s"}}}).to_string()
@@ -59,10 +14,11 @@ fn call(id: u64) -> String {
 
 #[tokio::test]
 async fn instances_share_buckets_through_redis_and_fall_back_when_it_is_gone() {
-    let mut redis = start_redis();
+    let mut redis = common::redis::start();
     let alpha = spawn_upstream("alpha").await.expect("alpha");
     let extra = format!(
-        "sessions:\n  keys: [{KEY}]\nlimits:\n  store: redis://127.0.0.1:{}/0\n",
+        "sessions:\n  keys: [{}]\nlimits:\n  store: redis://127.0.0.1:{}/0\n",
+        common::redis::SESSION_KEY,
         redis.port
     );
     let route = "limits:\n  per_tool:\n    echo: { per_user_rpm: 60, burst: 3 }";

@@ -9,6 +9,7 @@ use crate::config::raw::ResourceMode;
 use crate::config::snapshot::{OAuthProxy, Snapshot};
 use crate::mcp::session::Sealer;
 use crate::mcp::session::now_secs;
+use crate::store::Redis;
 use crate::upstream::Client as HttpClient;
 use crate::upstream::Outgoing;
 use base64::Engine;
@@ -234,18 +235,21 @@ pub struct OAuthFront {
     used_states: Bounded<u64, ()>,
     /// Client ID Metadata Documents fetched lately, by URL.
     documents: Bounded<String, Client>,
+    /// Where instances share used login states (`sessions.store`).
+    store: Option<Arc<Redis>>,
 }
 
 /// Login states remembered at most (each for the length of a login).
 const USED_CAP: usize = 100_000;
 
 impl OAuthFront {
-    pub fn new(sealer: Arc<Sealer>, client: Arc<HttpClient>) -> Self {
+    pub fn new(sealer: Arc<Sealer>, client: Arc<HttpClient>, store: Option<Arc<Redis>>) -> Self {
         Self {
             sealer,
             client,
             used_states: Bounded::new(USED_CAP),
             documents: Bounded::new(CIMD_CACHE_CAP),
+            store,
         }
     }
 
@@ -269,7 +273,7 @@ impl OAuthFront {
                     ("POST", "/oauth/register") => self.register(s).await,
                     ("GET", "/oauth/authorize") => self.oauth_authorize(s, snap, oauth).await,
                     ("POST", "/oauth/consent") => self.consent(s, snap, oauth).await,
-                    ("GET", "/oauth/callback") => self.callback(s, snap),
+                    ("GET", "/oauth/callback") => self.callback(s, snap).await,
                     ("POST", "/oauth/token") => self.token(s, snap, oauth).await,
                     _ => Reply::error(404, "not_found", "no such OAuth endpoint"),
                 }

@@ -308,6 +308,7 @@ fn compile_parsed(
         },
         session_keys,
         session_ttl: raw.sessions.ttl.unwrap_or(Duration::from_secs(24 * 3600)),
+        session_store: raw.sessions.store,
         server: ServerOptions {
             threads: raw.server.threads,
             grace_period_seconds: raw.server.grace_period_seconds,

@@ -87,6 +87,10 @@ pub struct RawSessions {
     /// How long a session id stays valid after `initialize`.
     #[serde(default, with = "humantime_serde::option")]
     pub ttl: Option<Duration>,
+    /// `redis://…`: what instances must agree on beyond the sealed ids (ended sessions, OAuth
+    /// login states already used) is kept there; without it, per instance.
+    #[serde(default)]
+    pub store: Option<String>,
 }
 
 /// A token bucket: `per_user_rpm` tokens a minute, at most `burst` at once (default: the rate).

@@ -143,6 +143,9 @@ fn restart_needed(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'stati
     if old.routes_dir != new.routes_dir {
         changed.push("routes_dir");
     }
+    if old.session_store != new.session_store {
+        changed.push("sessions.store");
+    }
     if old.limit_store != new.limit_store {
         changed.push("limits.store");
     }

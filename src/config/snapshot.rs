@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     pub session_keys: Vec<[u8; 32]>,
     pub session_ttl: Duration,
+    /// Where instances share ended sessions and used login states (`sessions.store`).
+    pub session_store: Option<String>,
     pub server: ServerOptions,
     /// The caller-wide bucket, if configured.
     pub caller_limit: Option<Limiter>,

@@ -4,15 +4,8 @@
 //! is checked locally instead; the caller decides that, with a metric and a log line.
 
 use super::{Limiter, Refusal, Scope};
-use redis::aio::ConnectionManager;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
-
-/// How long a check may wait for Redis before falling back to local buckets.
-const TIMEOUT: Duration = Duration::from_millis(250);
-/// After a failed connection attempt, calls go local this long before trying again.
-const RETRY_CONNECT: Duration = Duration::from_secs(1);
+use crate::store::{Redis, TIMEOUT};
+use std::time::Duration;
 
 /// KEYS: one per bucket. ARGV: per bucket, its emission interval (ms) and burst.
 /// Returns {1} when every bucket had a token (all taken), else {0, index, retry_ms}.
@@ -40,61 +33,16 @@ return {1}
 "#;
 
 pub struct SharedBuckets {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    pub redis: Redis,
     script: redis::Script,
-    /// Milliseconds since `epoch` before which no new connection is attempted.
-    next_attempt: AtomicU64,
-    /// Seconds since `epoch` (plus one) of the last fallback log line.
-    last_log: AtomicU64,
-    epoch: Instant,
 }
 
 impl SharedBuckets {
     pub fn new(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("limits.store: {e}"))?;
         Ok(Self {
-            client,
-            conn: OnceCell::new(),
+            redis: Redis::new(url, "limits.store")?,
             script: redis::Script::new(GCRA),
-            next_attempt: AtomicU64::new(0),
-            last_log: AtomicU64::new(0),
-            epoch: Instant::now(),
         })
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, String> {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        if self.conn.get().is_none() && now < self.next_attempt.load(Ordering::Relaxed) {
-            return Err("redis unreachable (waiting before reconnecting)".into());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
-        let made = self
-            .conn
-            .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
-            .await;
-        match made {
-            Ok(c) => Ok(c.clone()),
-            Err(e) => {
-                let retry = now + RETRY_CONNECT.as_millis() as u64;
-                self.next_attempt.store(retry, Ordering::Relaxed);
-                Err(e.to_string())
-            }
-        }
-    }
-
-    /// Whether a fallback should be logged now (at most once every ten seconds).
-    pub fn should_log(&self) -> bool {
-        let now = self.epoch.elapsed().as_secs() + 1;
-        let last = self.last_log.load(Ordering::Relaxed);
-        (now >= last + 10 || last == 0)
-            && self
-                .last_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
     }
 
     /// Takes a token from every bucket, atomically across instances. `Err` means Redis did not
@@ -106,7 +54,7 @@ impl SharedBuckets {
         if buckets.is_empty() {
             return Ok(Ok(()));
         }
-        let mut conn = self.connection().await?;
+        let mut conn = self.redis.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         for (_, limiter, key) in buckets {
             let interval_ms = 60_000.0 / f64::from(limiter.rate.per_minute.get());

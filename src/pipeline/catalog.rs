@@ -49,18 +49,21 @@ impl Catalog {
         self.routes.insert(route.name.clone(), entry);
     }
 
-    /// The route's tools, and whether a background listing should start now (stale, and none
-    /// is under way: it is then marked as under way).
-    fn get(&self, route: &Route) -> Option<(Tools, bool)> {
+    /// The route's tools, how long ago they were listed, and whether a background listing
+    /// should start now (stale, and none under way: it is then marked as under way). The
+    /// common case takes only a shard's read lock.
+    fn get(&self, route: &Route) -> Option<(Tools, Duration, bool)> {
+        {
+            let entry = self.routes.get(&route.name)?;
+            let age = entry.listed.elapsed();
+            if age < CATALOG_TTL || entry.refreshing {
+                return Some((entry.tools.clone(), age, false));
+            }
+        }
         let mut entry = self.routes.get_mut(&route.name)?;
-        let refresh = entry.listed.elapsed() >= CATALOG_TTL && !entry.refreshing;
-        entry.refreshing |= refresh;
-        Some((entry.tools.clone(), refresh))
-    }
-
-    /// How long ago the route was last listed.
-    fn age(&self, route: &Route) -> Option<Duration> {
-        self.routes.get(&route.name).map(|e| e.listed.elapsed())
+        let refresh = !entry.refreshing;
+        entry.refreshing = true;
+        Some((entry.tools.clone(), entry.listed.elapsed(), refresh))
     }
 
     fn refresh_failed(&self, route: &Route) {
@@ -91,12 +94,11 @@ pub async fn tool(
             Err(Missing::Unlisted)
         }
     };
-    if let Some((tools, refresh)) = sh.catalog.get(route) {
+    if let Some((tools, age, refresh)) = sh.catalog.get(route) {
         if refresh {
             refresh_behind(sh.clone(), snap.clone(), caller.clone(), route.index);
         }
-        let listed_lately = sh.catalog.age(route).is_some_and(|a| a < RELIST_AFTER);
-        if tools.contains_key(tool) || listed_lately {
+        if tools.contains_key(tool) || age < RELIST_AFTER {
             return found(tools);
         }
     }
@@ -115,7 +117,7 @@ pub async fn tool(
         })
         .map_err(|()| Missing::Unavailable)?;
     sh.catalog.remember(route, &items);
-    let (tools, _) = sh.catalog.get(route).ok_or(Missing::Unavailable)?;
+    let (tools, _, _) = sh.catalog.get(route).ok_or(Missing::Unavailable)?;
     found(tools)
 }
 

@@ -99,7 +99,7 @@ async fn take_tokens(
             Ok(verdict) => return verdict,
             Err(e) => {
                 sh.metrics.limit_store_fallbacks.inc();
-                if shared.should_log() {
+                if shared.redis.should_log() {
                     log::warn!("shared rate-limit store failed ({e}); limiting locally");
                 }
             }

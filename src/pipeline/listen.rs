@@ -47,7 +47,7 @@ pub async fn serve(
     if !accepts_sse {
         return Err(Cause::NotAcceptable("GET needs Accept: text/event-stream").into());
     }
-    session::session_of(sh, s, caller)?;
+    session::session_of(sh, s, caller).await?;
     let mut generation = sh.live.subscribe();
     let mut seen = fingerprint(snap);
     if http::sse_start(s, &[]).await.is_err() {

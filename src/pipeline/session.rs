@@ -1,7 +1,8 @@
 //! Session and era: whether a request is `initialize`, part of a sealed 2025-era session (which
 //! must be the caller's own), or of the stateless 2026-07-28 revision; who the caller is as a
 //! bucket key; and DELETE. What an instance remembers about sessions lives in sharded bounded
-//! caches, so no global lock is taken on the data path.
+//! caches, so no global lock is taken on the data path; with `sessions.store`, ended sessions
+//! are shared by every instance (one EXISTS per session request while the store is configured).
 
 use super::Shared;
 use super::shared::LOCAL_CAP;
@@ -70,7 +71,7 @@ pub fn server_caller_key(s: &Session, snap: &Snapshot, caller: &Caller) -> u64 {
 
 /// Decides the era and opens the session, refusing what the transport rules forbid; sets the
 /// era, the protocol version and the caller's bucket key on `ctx`.
-pub fn classify(
+pub async fn classify(
     sh: &Shared,
     s: &Session,
     ctx: &mut Ctx,
@@ -99,7 +100,7 @@ pub fn classify(
         ctx.caller_key = subject;
         return Ok(());
     }
-    let state = session_of(sh, s, caller)?;
+    let state = session_of(sh, s, caller).await?;
     ctx.version = header_version.unwrap_or_else(|| state.version.clone());
     ctx.caller_key = if anonymous {
         caller_key(("session", state.id))
@@ -112,18 +113,50 @@ pub fn classify(
 
 /// The caller's session named by `Mcp-Session-Id`: 400 without one; 404 when it is unknown,
 /// tampered, expired, ended, or another caller's (a session belongs to whoever opened it).
-pub fn session_of(
+pub async fn session_of(
     sh: &Shared,
     s: &Session,
     caller: &Caller,
 ) -> Result<Arc<SessionState>, GatewayError> {
     let token = http::header(s, "mcp-session-id").ok_or(Cause::NoSession)?;
     let owner = subject_key(caller);
-    let ended =
-        |st: &SessionState| !sh.sessions.ended.is_empty() && sh.sessions.ended.contains(&st.id);
-    open_session(sh, token)
-        .filter(|st| st.owner == owner && !ended(st))
-        .ok_or_else(|| Cause::SessionNotFound.into())
+    let state = open_session(sh, token)
+        .filter(|st| st.owner == owner)
+        .ok_or(Cause::SessionNotFound)?;
+    if ended(sh, &state).await {
+        return Err(Cause::SessionNotFound.into());
+    }
+    Ok(state)
+}
+
+fn ended_key(id: u128) -> String {
+    format!("mcp-edge:ended-session:{id:032x}")
+}
+
+/// Whether the session was ended (DELETE): here, or with a sessions store on any instance.
+async fn ended(sh: &Shared, state: &SessionState) -> bool {
+    if !sh.sessions.ended.is_empty() && sh.sessions.ended.contains(&state.id) {
+        return true;
+    }
+    let Some(store) = &sh.session_store else {
+        return false;
+    };
+    match store.is_marked(&ended_key(state.id)).await {
+        Ok(ended) => {
+            if ended {
+                sh.sessions.ended.insert(state.id, (), state.expires);
+            }
+            ended
+        }
+        Err(e) => {
+            if store.should_log() {
+                log::warn!(
+                    "sessions.store failed ({e}); ended sessions are known per instance only"
+                );
+            }
+            false
+        }
+    }
 }
 
 fn open_session(sh: &Shared, token: &str) -> Option<Arc<SessionState>> {
@@ -147,8 +180,14 @@ pub async fn delete(
     snap: &Snapshot,
     caller: &Caller,
 ) -> Result<(), GatewayError> {
-    let state = session_of(sh, s, caller)?;
+    let state = session_of(sh, s, caller).await?;
     sh.sessions.ended.insert(state.id, (), state.expires);
+    if let Some(store) = &sh.session_store {
+        let ttl = std::time::Duration::from_secs(state.expires.saturating_sub(now_secs()));
+        if let Err(e) = store.mark(&ended_key(state.id), ttl).await {
+            log::warn!("sessions.store failed ({e}); this session is ended on this instance only");
+        }
+    }
     let ends = state.upstreams.iter().filter_map(|u| {
         let route = snap.route(&u.route)?;
         let session = u.session.as_deref()?;

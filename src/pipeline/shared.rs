@@ -14,6 +14,7 @@ use crate::config::{Live, Snapshot};
 use crate::limits::shared::SharedBuckets;
 use crate::mcp::session::{Sealer, now_secs};
 use crate::metrics::Metrics;
+use crate::store::Redis;
 use crate::upstream::Client;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct Shared {
     pub inflight: pingora_limits::inflight::Inflight,
     /// Buckets shared with other instances, when `limits.store` is set.
     pub shared_buckets: Option<SharedBuckets>,
+    /// Ended sessions and used login states shared with other instances (`sessions.store`).
+    pub session_store: Option<Arc<Redis>>,
     pub sessions: Sessions,
     /// How each caller of the stateless revision reaches each upstream, by route, address and
     /// caller: an upstream session opened for one caller is never another's.
@@ -62,6 +65,12 @@ impl Shared {
                 .map_err(|e| log::error!("{e}; limits stay local"))
                 .ok()
         });
+        let session_store = snapshot.session_store.as_deref().and_then(|url| {
+            Redis::new(url, "sessions.store")
+                .map(Arc::new)
+                .map_err(|e| log::error!("{e}; ended sessions and login states stay per instance"))
+                .ok()
+        });
         let minter = match snapshot.identity.signing_key_pem.as_deref() {
             Some(pem) => Minter::from_pem(pem).unwrap_or_else(|e| {
                 log::error!("{e}; using a key made at start");
@@ -76,7 +85,8 @@ impl Shared {
         let upstreams = Arc::new(Client::new(snapshot.server.upstream_keepalive_pool_size));
         Ok(Self {
             audit,
-            oauth: OAuthFront::new(sealer.clone(), upstreams.clone()),
+            oauth: OAuthFront::new(sealer.clone(), upstreams.clone(), session_store.clone()),
+            session_store,
             live: Arc::new(Live::new(snapshot)),
             sealer,
             upstreams,

@@ -6,6 +6,7 @@
 pub mod idp;
 pub mod oauth;
 pub mod postgres;
+pub mod redis;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -351,4 +352,31 @@ pub async fn answer(resp: reqwest::Response) -> serde_json::Value {
     } else {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// Gateway YAML for a JSONL audit trail in `dir` (fsync on every record).
+pub fn audit_jsonl(dir: &std::path::Path) -> String {
+    format!(
+        "audit:\n  hmac_key: audit-test-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: always }}\n",
+        dir.display()
+    )
+}
+
+/// Every audit record written under `dir`, oldest file first.
+pub fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("audit dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("audit file")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("record"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -42,24 +42,36 @@ pub fn hidden(page: &str, name: &str) -> String {
 pub async fn setup(allow_loopback_cimd: bool) -> (Idp, Upstream, Gateway) {
     let idp = Idp::start(true).await;
     let alpha = spawn_upstream("alpha").await.unwrap();
+    let allow = if allow_loopback_cimd {
+        "  cimd_allowed_hosts: [127.0.0.1]\n"
+    } else {
+        ""
+    };
+    let gw = oauth_gateway(&idp, &alpha.url, allow);
+    idp.issue_as(
+        &gw.url,
+        json!({"sub": "alice"}),
+        &format!("{}/oauth/callback", gw.base),
+    );
+    (idp, alpha, gw)
+}
+
+/// A gateway whose OAuth proxy fronts `idp`, with one route to `upstream`; `extra` is appended
+/// to its configuration (under `oauth_proxy:` when indented, else at the top level).
+pub fn oauth_gateway(idp: &Idp, upstream: &str, extra: &str) -> Gateway {
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), format!("{CLIENT_SECRET}\n")).unwrap();
     let (_, secret_path) = secret.keep().unwrap();
-    let extra = format!(
+    let config = format!(
         "auth:\n  mode: jwt\n  issuer: {idp}\n  scopes_supported: [mcp:read]\n\
-         oauth_proxy:\n  profile: test-idp\n  client_id: {CLIENT_ID}\n  client_secret: ${{file:{secret}}}\n  allow_insecure_cimd: true\n{allow}",
+         oauth_proxy:\n  profile: test-idp\n  client_id: {CLIENT_ID}\n  client_secret: ${{file:{secret}}}\n  allow_insecure_cimd: true\n{extra}",
         idp = idp.url,
         secret = secret_path.display(),
-        allow = if allow_loopback_cimd {
-            "  cimd_allowed_hosts: [127.0.0.1]\n"
-        } else {
-            ""
-        },
     );
-    let gw = Gateway::start_with(
+    Gateway::start_with(
         Setup {
-            routes: vec![("alpha", alpha.url.clone(), "")],
-            extra: &extra,
+            routes: vec![("alpha", upstream.to_string(), "")],
+            extra: &config,
         },
         |conf_dir| {
             std::fs::create_dir_all(conf_dir.join("oauth-profiles")).unwrap();
@@ -72,11 +84,5 @@ pub async fn setup(allow_loopback_cimd: bool) -> (Idp, Upstream, Gateway) {
             )
             .unwrap();
         },
-    );
-    idp.issue_as(
-        &gw.url,
-        json!({"sub": "alice"}),
-        &format!("{}/oauth/callback", gw.base),
-    );
-    (idp, alpha, gw)
+    )
 }

@@ -7,7 +7,7 @@ use crate::upstream::MAX_DOCUMENT;
 
 impl OAuthFront {
     /// The IdP comes back: check the single-use state, hand the client a code of ours.
-    pub(super) fn callback(&self, s: &Session, snap: &Snapshot) -> Reply {
+    pub(super) async fn callback(&self, s: &Session, snap: &Snapshot) -> Reply {
         let q = form(s.req_header().uri.query().unwrap_or("").as_bytes());
         let flight: Option<Flight> = q.get("state").and_then(|st| self.sealer.open_as(STATE, st));
         let Some(flight) = flight.filter(|f| f.exp > now_secs()) else {
@@ -26,7 +26,7 @@ impl OAuthFront {
                 "this login was started in another browser; start again from your application",
             );
         }
-        if !self.use_once(flight.nonce, flight.exp) {
+        if !self.use_once(flight.nonce, flight.exp).await {
             return Reply::error(400, "invalid_request", "this login state was already used");
         }
         let req = flight.req;
@@ -229,9 +229,29 @@ impl OAuthFront {
             .await
     }
 
-    /// Records a login state as used; false if it already was (replay).
-    fn use_once(&self, nonce: u64, exp: u64) -> bool {
-        self.used_states.insert_new(nonce, (), exp)
+    /// Records a login state as used; false if it already was (replay), here or, with a
+    /// sessions store, on any instance. A store that does not answer leaves the check to this
+    /// instance, with a warning.
+    async fn use_once(&self, nonce: u64, exp: u64) -> bool {
+        let here = self.used_states.insert_new(nonce, (), exp);
+        let Some(store) = &self.store else {
+            return here;
+        };
+        let ttl = std::time::Duration::from_secs(exp.saturating_sub(now_secs()));
+        match store
+            .first_use(&format!("mcp-edge:oauth-state:{nonce:016x}"), ttl)
+            .await
+        {
+            Ok(first) => here && first,
+            Err(e) => {
+                if store.should_log() {
+                    log::warn!(
+                        "sessions.store failed ({e}); login states are single-use on this instance only"
+                    );
+                }
+                here
+            }
+        }
     }
 }
 
