@@ -2,6 +2,7 @@
 //! protocol revisions it speaks.
 
 pub mod jsonrpc;
+pub mod rewrite;
 pub mod session;
 pub mod sse;
 

@@ -8,27 +8,18 @@ use crate::config::Route;
 use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
 use crate::http;
-use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
+use crate::mcp::jsonrpc::{self, RawParams};
+use crate::mcp::rewrite::{
+    Ending, Rewriter, strip_stateless_meta, swap_progress_token, upstream_id,
+};
 use crate::mcp::sse;
 use crate::policy::Caller;
 use crate::upstream::{Exchange, Outgoing};
 use bytes::Bytes;
 use pingora::proxy::Session;
-use serde_json::Value;
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Prefix of the ids of upstream requests (sampling, elicitation) relayed to the client.
-pub const RELAY_PREFIX: &str = "mcp-edge:";
-
-/// The id the gateway gives a client's request upstream. Derived, not stored, so that a
-/// `notifications/cancelled` reaching any instance maps to the same upstream id; it names the
-/// caller, so one caller's cancellation can never name another's request.
-pub fn upstream_id(caller_key: u64, client_id: &RawValue) -> String {
-    format!("c:{caller_key:016x}:{}", client_id.get())
-}
 
 /// One proxied call, ready to send.
 struct Call<'a> {
@@ -47,61 +38,12 @@ struct Call<'a> {
     rw: Rewriter<'a>,
 }
 
-/// How one upstream answer is mapped back to the client.
-struct Rewriter<'a> {
-    route: &'a str,
-    upstream_id: &'a RawValue,
-    client_id: &'a RawValue,
-    client_token: Option<Box<RawValue>>,
-}
-
-impl Rewriter<'_> {
-    /// The client's form of one upstream message, with the call's outcome when it is the final
-    /// response.
-    fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, Option<Outcome>)> {
-        let (msg, kind) = Message::parse(data).ok()?;
-        match kind {
-            Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => {
-                let outcome = match msg.result {
-                    None => Outcome::Error,
-                    Some(r) if is_tool_error(r) => Outcome::ToolError,
-                    Some(_) => Outcome::Ok,
-                };
-                let answer = jsonrpc::reid_response(&msg, self.client_id);
-                Some((Cow::Owned(answer), Some(outcome)))
-            }
-            Kind::Response => None,
-            Kind::Notification if msg.method() == "notifications/progress" => {
-                let client_token = self.client_token.as_ref()?;
-                let mut params = jsonrpc::split_params(msg.params).ok()?;
-                let token = params.get("progressToken")?;
-                if token.get() != self.upstream_id.get() {
-                    return None;
-                }
-                params.insert("progressToken".into(), Cow::Borrowed(client_token.as_ref()));
-                let out = jsonrpc::rebuild("notifications/progress", None, Some(&params));
-                Some((Cow::Owned(out), None))
-            }
-            Kind::Notification => Some((Cow::Owned(data.to_vec()), None)),
-            Kind::Request => {
-                let id =
-                    jsonrpc::to_raw(&format!("{RELAY_PREFIX}{}:{}", self.route, msg.id_text()));
-                let params = jsonrpc::split_params(msg.params).ok()?;
-                let out = jsonrpc::rebuild(&msg.method(), Some(&id), Some(&params));
-                Some((Cow::Owned(out), None))
-            }
-        }
+fn outcome_of(ending: Ending) -> Outcome {
+    match ending {
+        Ending::Result => Outcome::Ok,
+        Ending::ToolError => Outcome::ToolError,
+        Ending::Error => Outcome::Error,
     }
-}
-
-/// Whether a result says `isError: true` (read without building the rest of it).
-fn is_tool_error(result: &RawValue) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Flag {
-        #[serde(rename = "isError", default)]
-        is_error: bool,
-    }
-    serde_json::from_str::<Flag>(result.get()).is_ok_and(|f| f.is_error)
 }
 
 fn unavailable(id: &RawValue, route: &Route) -> GatewayError {
@@ -260,15 +202,15 @@ async fn forward(
     };
     ex.finish(&sh.upstreams.connector, &route.upstream).await;
     match call.rw.message(&body) {
-        Some((answer, Some(outcome))) if call.streaming => {
+        Some((answer, Some(ending))) if call.streaming => {
             let mut out = Vec::new();
             sse::write_event(&mut out, &answer);
             let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
-            Ok(outcome)
+            Ok(outcome_of(ending))
         }
-        Some((answer, Some(outcome))) => {
+        Some((answer, Some(ending))) => {
             http::json(s, 200, answer.into_owned(), &[]).await.ok();
-            Ok(outcome)
+            Ok(outcome_of(ending))
         }
         _ => {
             log::warn!(
@@ -319,7 +261,7 @@ async fn stream(
         while let Some(ev) = reader.next_event() {
             if let Some((data, fin)) = rw.message(ev.data.as_bytes()) {
                 sse::write_event(&mut out, &data);
-                done = fin;
+                done = fin.map(outcome_of);
             }
             if done.is_some() {
                 break;
@@ -364,35 +306,4 @@ async fn cancel(sh: &Shared, route: &Route, link: &Link, upstream_id: &RawValue)
         crate::upstream::fire(&sh.upstreams.connector, &route.upstream, &out),
     )
     .await;
-}
-
-/// Leaves the stateless revision's own `_meta` keys out of `params` (and `_meta` itself when
-/// nothing else is in it).
-fn strip_stateless_meta(params: &mut RawParams<'_>) {
-    let Some(meta) = params.get("_meta") else {
-        return;
-    };
-    let Ok(mut meta) = serde_json::from_str::<serde_json::Map<String, Value>>(meta.get()) else {
-        return;
-    };
-    meta.remove(crate::mcp::META_PROTOCOL_VERSION);
-    meta.remove(crate::mcp::META_CLIENT_CAPABILITIES);
-    if meta.is_empty() {
-        params.remove("_meta");
-    } else {
-        params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
-    }
-}
-
-/// Replaces the client's progress token with the gateway's; returns the client's.
-fn swap_progress_token(params: &mut RawParams<'_>, ours: &RawValue) -> Option<Box<RawValue>> {
-    let meta = params.get("_meta")?;
-    let mut meta: serde_json::Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
-    let theirs = meta.get("progressToken")?.clone();
-    meta.insert(
-        "progressToken".into(),
-        serde_json::from_str(ours.get()).unwrap_or_default(),
-    );
-    params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
-    Some(jsonrpc::to_raw(&theirs))
 }

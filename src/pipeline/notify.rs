@@ -5,12 +5,12 @@
 
 use super::Shared;
 use super::approval::{self, APPROVAL_PREFIX};
-use super::forward::{self, RELAY_PREFIX};
 use super::link;
 use crate::config::Snapshot;
 use crate::ctx::Ctx;
 use crate::error::{Cause, GatewayError};
 use crate::mcp::jsonrpc::{self, Message};
+use crate::mcp::rewrite::{RELAY_PREFIX, upstream_id};
 use crate::policy::Caller;
 use crate::upstream::{self, Outgoing};
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub async fn notification(
             let Some(rid) = params.get("requestId") else {
                 return;
             };
-            let upstream_id = jsonrpc::to_raw(&forward::upstream_id(ctx.caller_key, rid));
+            let upstream_id = jsonrpc::to_raw(&upstream_id(ctx.caller_key, rid));
             params.insert("requestId".into(), std::borrow::Cow::Owned(upstream_id));
             jsonrpc::rebuild(method, None, Some(&params))
         }

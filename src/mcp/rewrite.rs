@@ -1,0 +1,178 @@
+//! Rewriting between a client's request and the upstream's: the gateway's own request ids and
+//! progress tokens upstream, mapped back in every answer, relayed upstream requests given ids
+//! that name their route, and the stateless revision's `_meta` left out toward 2025 sessions.
+
+use super::jsonrpc::{self, Kind, Message, RawParams};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Prefix of the ids of upstream requests (sampling, elicitation) relayed to the client.
+pub const RELAY_PREFIX: &str = "mcp-edge:";
+
+/// The id the gateway gives a client's request upstream. Derived, not stored, so that a
+/// `notifications/cancelled` reaching any instance maps to the same upstream id; it names the
+/// caller, so one caller's cancellation can never name another's request.
+pub fn upstream_id(caller_key: u64, client_id: &RawValue) -> String {
+    format!("c:{caller_key:016x}:{}", client_id.get())
+}
+
+/// How a call ended, as its final upstream response says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Result,
+    /// The tool ran and reported `isError: true`.
+    ToolError,
+    /// A JSON-RPC error.
+    Error,
+}
+
+/// How one upstream answer is mapped back to the client.
+pub struct Rewriter<'a> {
+    pub route: &'a str,
+    pub upstream_id: &'a RawValue,
+    pub client_id: &'a RawValue,
+    pub client_token: Option<Box<RawValue>>,
+}
+
+impl Rewriter<'_> {
+    /// The client's form of one upstream message, with the call's outcome when it is the final
+    /// response.
+    pub fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, Option<Ending>)> {
+        let (msg, kind) = Message::parse(data).ok()?;
+        match kind {
+            Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => {
+                let outcome = match msg.result {
+                    None => Ending::Error,
+                    Some(r) if is_tool_error(r) => Ending::ToolError,
+                    Some(_) => Ending::Result,
+                };
+                let answer = jsonrpc::reid_response(&msg, self.client_id);
+                Some((Cow::Owned(answer), Some(outcome)))
+            }
+            Kind::Response => None,
+            Kind::Notification if msg.method() == "notifications/progress" => {
+                let client_token = self.client_token.as_ref()?;
+                let mut params = jsonrpc::split_params(msg.params).ok()?;
+                let token = params.get("progressToken")?;
+                if token.get() != self.upstream_id.get() {
+                    return None;
+                }
+                params.insert("progressToken".into(), Cow::Borrowed(client_token.as_ref()));
+                let out = jsonrpc::rebuild("notifications/progress", None, Some(&params));
+                Some((Cow::Owned(out), None))
+            }
+            Kind::Notification => Some((Cow::Owned(data.to_vec()), None)),
+            Kind::Request => {
+                let id =
+                    jsonrpc::to_raw(&format!("{RELAY_PREFIX}{}:{}", self.route, msg.id_text()));
+                let params = jsonrpc::split_params(msg.params).ok()?;
+                let out = jsonrpc::rebuild(&msg.method(), Some(&id), Some(&params));
+                Some((Cow::Owned(out), None))
+            }
+        }
+    }
+}
+
+/// Whether a result says `isError: true` (read without building the rest of it).
+fn is_tool_error(result: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(rename = "isError", default)]
+        is_error: bool,
+    }
+    serde_json::from_str::<Flag>(result.get()).is_ok_and(|f| f.is_error)
+}
+
+/// Leaves the stateless revision's own `_meta` keys out of `params` (and `_meta` itself when
+/// nothing else is in it).
+pub fn strip_stateless_meta(params: &mut RawParams<'_>) {
+    let Some(meta) = params.get("_meta") else {
+        return;
+    };
+    let Ok(mut meta) = serde_json::from_str::<serde_json::Map<String, Value>>(meta.get()) else {
+        return;
+    };
+    meta.remove(super::META_PROTOCOL_VERSION);
+    meta.remove(super::META_CLIENT_CAPABILITIES);
+    if meta.is_empty() {
+        params.remove("_meta");
+    } else {
+        params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
+    }
+}
+
+/// Replaces the client's progress token with the gateway's; returns the client's.
+pub fn swap_progress_token(params: &mut RawParams<'_>, ours: &RawValue) -> Option<Box<RawValue>> {
+    let meta = params.get("_meta")?;
+    let mut meta: serde_json::Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
+    let theirs = meta.get("progressToken")?.clone();
+    meta.insert(
+        "progressToken".into(),
+        serde_json::from_str(ours.get()).unwrap_or_default(),
+    );
+    params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
+    Some(jsonrpc::to_raw(&theirs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: &str) -> RawParams<'static> {
+        let json: &'static str = Box::leak(json.to_string().into_boxed_str());
+        let raw: &RawValue = serde_json::from_str(json).unwrap();
+        jsonrpc::split_params(Some(Box::leak(Box::new(raw)))).unwrap()
+    }
+
+    #[test]
+    fn progress_tokens_and_ids_map_both_ways() {
+        let ours = jsonrpc::to_raw(&upstream_id(7, &jsonrpc::to_raw(&1)));
+        assert_eq!(ours.get(), "\"c:0000000000000007:1\"");
+        let mut p = params(r#"{"name":"t","_meta":{"progressToken":"p1","other":1}}"#);
+        let theirs = swap_progress_token(&mut p, &ours).unwrap();
+        assert_eq!(theirs.get(), "\"p1\"");
+        assert!(p["_meta"].get().contains("c:0000000000000007:1"));
+        let client_id = jsonrpc::to_raw(&1);
+        let rw = Rewriter {
+            route: "alpha",
+            upstream_id: &ours,
+            client_id: &client_id,
+            client_token: Some(theirs),
+        };
+        let progress = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1}}}}"#,
+            ours.get()
+        );
+        let (out, end) = rw.message(progress.as_bytes()).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("\"progressToken\":\"p1\""));
+        assert_eq!(end, None);
+        let done = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{{"isError":true}}}}"#,
+            ours.get()
+        );
+        let (out, end) = rw.message(done.as_bytes()).unwrap();
+        assert_eq!(end, Some(Ending::ToolError));
+        assert!(String::from_utf8_lossy(&out).contains("\"id\":1"));
+        let other = r#"{"jsonrpc":"2.0","id":"someone-else","result":{}}"#;
+        assert!(
+            rw.message(other.as_bytes()).is_none(),
+            "another request's answer is dropped"
+        );
+        let ask = r#"{"jsonrpc":"2.0","id":5,"method":"elicitation/create","params":{}}"#;
+        let (out, _) = rw.message(ask.as_bytes()).unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("\"id\":\"mcp-edge:alpha:5\""));
+    }
+
+    #[test]
+    fn stateless_meta_is_left_out_and_nothing_else() {
+        let mut p = params(
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"progressToken":3}}"#,
+        );
+        strip_stateless_meta(&mut p);
+        assert_eq!(p["_meta"].get(), r#"{"progressToken":3}"#);
+        let mut p = params(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#);
+        strip_stateless_meta(&mut p);
+        assert!(!p.contains_key("_meta"));
+    }
+}
