@@ -51,6 +51,8 @@ pub enum AuthError {
     Subject,
     #[error("no verification keys are available")]
     NoKeys,
+    #[error("the token is valid for longer than this server accepts")]
+    Lifetime,
 }
 
 impl AuthError {
@@ -68,6 +70,7 @@ impl AuthError {
             AuthError::Audience => "audience",
             AuthError::Subject => "subject",
             AuthError::NoKeys => "no_keys",
+            AuthError::Lifetime => "lifetime",
         }
     }
 }
@@ -223,6 +226,13 @@ impl Authenticator {
                 .map(String::from),
         };
         let expires = claims["exp"].as_u64().unwrap_or(0);
+        let from = claims["iat"]
+            .as_u64()
+            .unwrap_or_else(now_secs)
+            .max(claims["nbf"].as_u64().unwrap_or(0));
+        if expires.saturating_sub(from) > s.max_lifetime.as_secs() + s.leeway.as_secs() {
+            return Err(AuthError::Lifetime);
+        }
         Ok((Arc::new(caller), expires))
     }
 }

@@ -37,6 +37,8 @@ pub enum Cause {
     UnsupportedVersion(String),
     #[error("Payload Too Large: the request body exceeds {0} bytes")]
     TooLarge(usize),
+    #[error("Request Header Fields Too Large: the request line and headers exceed {0} bytes")]
+    HeadersTooLarge(usize),
     #[error("Bad Request: the request body could not be read")]
     UnreadableBody,
     #[error("Bad Request: HeaderMismatch: {0} does not match the request body")]
@@ -149,6 +151,7 @@ impl GatewayError {
             UnsupportedMediaType => 415,
             NotAcceptable(_) => 406,
             TooLarge(_) => 413,
+            HeadersTooLarge(_) => 431,
             // Bad params of a request that could be read are answered like any JSON-RPC error.
             Malformed { .. } if self.id.is_some() => 200,
             UnsupportedVersion(_) | UnreadableBody | HeaderMismatch(_) | Malformed { .. } => 400,

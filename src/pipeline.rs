@@ -41,6 +41,10 @@ use std::sync::Arc;
 /// Serves one HTTP request on the MCP listener. Errors returned are client-connection errors.
 pub async fn run(sh: &Arc<Shared>, s: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
     let snap = ctx.snapshot.clone();
+    if let Err(e) = transport::check_head_size(s, snap.max_header_bytes) {
+        ctx.outcome = Some(Outcome::Refused);
+        return http::error(s, &e).await;
+    }
     let path = s.req_header().uri.path();
     ctx.door = transport::door(path, &snap);
     if ctx.door == Door::Other {

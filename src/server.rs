@@ -35,6 +35,16 @@ pub fn resolve_listen(listen: &str) -> std::io::Result<SocketAddr> {
 pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let addr = resolve_listen(&snapshot.listen)?;
     let admin_addr = resolve_listen(&snapshot.admin_listen)?;
+    if matches!(snapshot.auth, crate::config::snapshot::AuthSettings::None) {
+        log::warn!(
+            "AUTHENTICATION IS OFF (auth.mode: none): every request to {addr} is served as one anonymous caller{}",
+            if addr.ip().is_loopback() {
+                ""
+            } else {
+                ", from any address that can reach it (auth.allow_unauthenticated: true)"
+            }
+        );
+    }
     let opts = snapshot.server;
     let conf = ServerConf {
         threads: opts.threads,

@@ -157,3 +157,35 @@ fn colliding_prefixes_are_a_config_error() {
         "{text}"
     );
 }
+
+#[test]
+fn no_authentication_on_a_non_loopback_listener_needs_an_explicit_yes() {
+    let compile = |text: &str| {
+        let gateway = Source {
+            file: "g.yaml".into(),
+            text: text.into(),
+        };
+        config::compile(&gateway, &[])
+    };
+    let open = "listen: 0.0.0.0:8080\npublic_url: http://localhost\nauth: { mode: none }\n";
+    let err = compile(open).expect_err("refused").to_string();
+    assert!(
+        err.contains("g.yaml: auth.mode: `none` on the non-loopback listener `0.0.0.0:8080`"),
+        "{err}"
+    );
+    assert!(
+        compile(
+            "listen: 0.0.0.0:8080\npublic_url: http://localhost\nauth: { mode: none, allow_unauthenticated: true }\n"
+        )
+        .is_ok(),
+        "an explicit yes is taken"
+    );
+    assert!(
+        compile("listen: 127.0.0.1:8080\npublic_url: http://localhost\n").is_ok(),
+        "loopback needs no yes"
+    );
+    assert!(
+        compile("listen: \"[::1]:8080\"\npublic_url: http://localhost\n").is_ok(),
+        "nor IPv6 loopback"
+    );
+}

@@ -154,6 +154,16 @@ async fn tokens_are_verified_and_every_attack_fails_closed() {
             "too_large",
         ),
         ("garbage", "not.a.jwt".to_string(), "malformed"),
+        (
+            "valid for 30 days (auth.max_token_lifetime: 24h)",
+            idp.token(&gw.url, json!({"exp": now() + 30 * 86400})),
+            "lifetime",
+        ),
+        (
+            "valid for 30 days, no iat",
+            idp.token(&gw.url, json!({"exp": now() + 30 * 86400, "iat": null})),
+            "lifetime",
+        ),
     ];
     for (name, token, reason) in attacks {
         let r = post(Some(token)).await.unwrap();

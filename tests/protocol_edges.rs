@@ -128,6 +128,33 @@ async fn transport_rules_size_media_types_versions_origin() {
     let r = raw.post(call(BODY_CAP - overhead + 1)).await;
     assert_eq!(r.status(), 413);
 
+    // Header cap (default 32 KiB): a 30 KiB header is served, larger heads are 431 on every door
+    // (past about 1 MiB Pingora refuses the head itself, with 400).
+    let (status, _) = {
+        let resp = raw
+            .request(ping)
+            .header("x-pad", "p".repeat(30 * 1024))
+            .send()
+            .await
+            .expect("send");
+        (resp.status(), ())
+    };
+    assert_eq!(status, 200);
+    for url in [
+        gw.url.clone(),
+        format!("{}/.well-known/oauth-protected-resource", gw.base),
+    ] {
+        let r = raw
+            .client
+            .post(&url)
+            .header("x-pad", "p".repeat(512 * 1024))
+            .body(ping)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 431, "{url}");
+    }
+
     let r = http()
         .get(&gw.url)
         .header("accept", "text/event-stream")

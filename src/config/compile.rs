@@ -187,6 +187,9 @@ fn compile_parsed(
     if raw.max_body_bytes < 1024 {
         errs.push("max_body_bytes", "must be at least 1024");
     }
+    if raw.max_header_bytes < 4096 {
+        errs.push("max_header_bytes", "must be at least 4096");
+    }
     for (i, o) in raw.allowed_origins.iter().enumerate() {
         if url::Url::parse(o).map(|u| u.origin().is_tuple()) != Ok(true) {
             errs.push(
@@ -200,6 +203,20 @@ fn compile_parsed(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let oauth_without_jwt = raw.oauth_proxy.is_some() && raw.auth.mode != RawAuthMode::Jwt;
+    let open_to_all = raw.auth.mode == RawAuthMode::None
+        && raw
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback());
+    if open_to_all && !raw.auth.allow_unauthenticated {
+        errs.push(
+            "auth.mode",
+            format!(
+                "`none` on the non-loopback listener `{}` lets anyone who can reach it call every route visible to \"*\"; use `mode: jwt`, listen on 127.0.0.1, or set `auth.allow_unauthenticated: true`",
+                raw.listen
+            ),
+        );
+    }
     let auth = security::compile_auth(raw.auth, &mcp_url, base, &mut errs);
     let identity = security::compile_identity(raw.identity, base, &mut errs);
     let audit = security::compile_audit(raw.audit, base, &mut errs);
@@ -297,6 +314,7 @@ fn compile_parsed(
         mcp_path,
         routes_dir,
         max_body_bytes: raw.max_body_bytes,
+        max_header_bytes: raw.max_header_bytes,
         allowed_origins: raw
             .allowed_origins
             .iter()

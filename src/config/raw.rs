@@ -19,6 +19,9 @@ pub struct RawGateway {
     /// Largest accepted request body in bytes (default 4 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Largest accepted request head (request line and headers) in bytes (default 32 KiB).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
     /// Browser origins allowed besides the public URL's own (`Origin` header, DNS rebinding).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
@@ -49,6 +52,10 @@ fn default_routes_dir() -> PathBuf {
 
 fn default_max_body_bytes() -> usize {
     4 * 1024 * 1024
+}
+
+fn default_max_header_bytes() -> usize {
+    32 * 1024
 }
 
 /// Gateway-wide timeouts; a route's own `upstream.timeout` overrides `call`.
@@ -216,6 +223,10 @@ pub struct RawAuth {
     /// `none` (development: one anonymous caller) or `jwt`.
     #[serde(default)]
     pub mode: RawAuthMode,
+    /// `mode: none` on a listener that is not loopback serves anyone who can reach it: refused
+    /// unless this says so explicitly.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
     /// The IdP's issuer (`iss`); its metadata names the JWKS when `jwks_uri` is absent.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -233,6 +244,10 @@ pub struct RawAuth {
     /// Clock skew allowed on `exp`/`nbf` (default 30s).
     #[serde(default, with = "humantime_serde::option")]
     pub leeway: Option<Duration>,
+    /// Tokens valid for longer than this (from `iat`, or from now without one) are refused
+    /// (default 24h): a stolen long-lived token is a long-lived hole.
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_token_lifetime: Option<Duration>,
     /// How often keys are fetched again (default 10m); unknown `kid`s also trigger a fetch.
     #[serde(default, with = "humantime_serde::option")]
     pub jwks_refresh: Option<Duration>,

@@ -124,6 +124,9 @@ pub fn compile_auth(raw: RawAuth, mcp_url: &str, base: &Path, errs: &mut Errors)
         keys,
         algorithms,
         leeway: raw.leeway.unwrap_or(Duration::from_secs(30)),
+        max_lifetime: raw
+            .max_token_lifetime
+            .unwrap_or(Duration::from_secs(24 * 3600)),
         refresh: raw.jwks_refresh.unwrap_or(Duration::from_secs(600)),
         claims: Claims {
             subject: raw.claims.subject,

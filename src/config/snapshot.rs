@@ -31,6 +31,7 @@ pub struct Snapshot {
     /// The route files' directory, when loaded from disk (watched for changes).
     pub routes_dir: Option<PathBuf>,
     pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
     pub session_keys: Vec<[u8; 32]>,
@@ -127,6 +128,8 @@ pub struct JwtSettings {
     pub keys: KeySource,
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     pub leeway: Duration,
+    /// Tokens valid longer than this are refused.
+    pub max_lifetime: Duration,
     pub refresh: Duration,
     pub claims: Claims,
     pub scopes_supported: Vec<String>,

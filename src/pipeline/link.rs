@@ -86,13 +86,19 @@ impl ClientHello {
     }
 }
 
-/// A header value made of a caller attribute: visible ASCII kept, anything else percent-encoded.
+/// A header value made of a caller attribute, always percent-encoded (UTF-8) the same way:
+/// letters, digits and `-._~:@/` as they are, every other byte as `%XX` (`%` and `,` included),
+/// so `éve` and a literal `%C3%A9ve` arrive differently and a comma only ever separates groups.
 pub fn header_safe(value: &str) -> String {
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        value.to_string()
-    } else {
-        url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
+    out
 }
 
 /// Log-safe name of an upstream for operators (never sent to clients).
@@ -121,10 +127,8 @@ pub fn upstream_headers(
         IdentityMode::None => {}
         IdentityMode::Headers => {
             headers.push(("x-mcp-edge-subject".into(), header_safe(&caller.subject)));
-            headers.push((
-                "x-mcp-edge-groups".into(),
-                header_safe(&caller.groups.join(",")),
-            ));
+            let groups: Vec<String> = caller.groups.iter().map(|g| header_safe(g)).collect();
+            headers.push(("x-mcp-edge-groups".into(), groups.join(",")));
             if let Some(t) = &caller.tenant {
                 headers.push(("x-mcp-edge-tenant".into(), header_safe(t)));
             }
@@ -300,4 +304,25 @@ async fn stateless_link(
         session: session.session,
         version: session.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_safe;
+
+    #[test]
+    fn identity_headers_are_unambiguous() {
+        assert_eq!(header_safe("team:data"), "team:data");
+        assert_eq!(header_safe("éve"), "%C3%A9ve");
+        assert_eq!(
+            header_safe("%C3%A9ve"),
+            "%25C3%25A9ve",
+            "a literal escape stays distinct"
+        );
+        assert_eq!(
+            header_safe("a,b c"),
+            "a%2Cb%20c",
+            "commas only separate groups"
+        );
+    }
 }

@@ -22,6 +22,21 @@ pub fn door(path: &str, snap: &Snapshot) -> Door {
         .map_or(Door::Other, |r| Door::Server(r.index))
 }
 
+/// The request line and headers, past `cap` bytes: 431 (for every door, before anything else).
+pub fn check_head_size(s: &Session, cap: usize) -> Result<(), GatewayError> {
+    let req = s.req_header();
+    let line = req.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + req.uri.authority().map_or(0, |a| a.as_str().len())
+        + 16;
+    let size = req.headers.iter().fold(line, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    });
+    if size > cap {
+        return Err(Cause::HeadersTooLarge(cap).into());
+    }
+    Ok(())
+}
+
 /// A present Origin must be the public URL's or an allowed one (DNS rebinding): 403 otherwise.
 pub fn check_origin(s: &Session, snap: &Snapshot) -> Result<(), GatewayError> {
     match s.req_header().headers.get("origin") {
