@@ -95,6 +95,8 @@ pub enum Cause {
     UpstreamStatus { route: String, status: u16 },
     #[error("upstream `{0}` sent an invalid answer")]
     UpstreamInvalid(String),
+    #[error("upstream `{route}` sent an answer over {cap} bytes")]
+    UpstreamTooLarge { route: String, cap: usize },
 }
 
 fn retry_secs(r: &Refusal) -> u64 {
@@ -162,7 +164,10 @@ impl GatewayError {
             MethodNotFound(_) | InvalidParams(_) | Unknown { .. } | NotApproved(_) => 200,
             // Without a request to answer (a GET stream), the gateway's own status says it.
             UpstreamTimeout { .. } if self.id.is_none() => 504,
-            UpstreamUnavailable(_) | UpstreamStatus { .. } | UpstreamInvalid(_)
+            UpstreamUnavailable(_)
+            | UpstreamStatus { .. }
+            | UpstreamInvalid(_)
+            | UpstreamTooLarge { .. }
                 if self.id.is_none() =>
             {
                 502
@@ -170,7 +175,8 @@ impl GatewayError {
             UpstreamUnavailable(_)
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
-            | UpstreamInvalid(_) => 200,
+            | UpstreamInvalid(_)
+            | UpstreamTooLarge { .. } => 200,
         }
     }
 
@@ -185,7 +191,8 @@ impl GatewayError {
             UpstreamUnavailable(_)
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
-            | UpstreamInvalid(_) => jsonrpc::INTERNAL_ERROR,
+            | UpstreamInvalid(_)
+            | UpstreamTooLarge { .. } => jsonrpc::INTERNAL_ERROR,
             _ => jsonrpc::INVALID_REQUEST,
         }
     }
@@ -196,9 +203,10 @@ impl GatewayError {
         match &self.cause {
             RateLimited(_) | UpstreamBusy { .. } => Outcome::RateLimited,
             UpstreamTimeout { .. } => Outcome::Timeout,
-            UpstreamUnavailable(_) | UpstreamStatus { .. } | UpstreamInvalid(_) => {
-                Outcome::UpstreamError
-            }
+            UpstreamUnavailable(_)
+            | UpstreamStatus { .. }
+            | UpstreamInvalid(_)
+            | UpstreamTooLarge { .. } => Outcome::UpstreamError,
             // The upstream forgot the session twice: not the gateway's decision either.
             SessionNotFound if self.id.is_some() => Outcome::UpstreamError,
             _ => Outcome::Refused,

@@ -141,3 +141,93 @@ async fn client_disconnect_mid_stream_cancels_the_upstream_request() {
         "the upstream kept working for a client that left"
     );
 }
+
+/// An MCP server that answers `initialize` and `tools/list` properly, and every `tools/call`
+/// with one SSE event that never ends (64 KiB of `x` after another, until the gateway hangs up).
+async fn flooding_upstream() -> String {
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: String| async move {
+            let msg: Value = serde_json::from_str(&body).unwrap_or_default();
+            let id = msg["id"].clone();
+            match msg["method"].as_str() {
+                Some("initialize") => axum::Json(json!({"jsonrpc":"2.0","id":id,"result":{
+                    "protocolVersion":"2025-11-25","capabilities":{"tools":{}},
+                    "serverInfo":{"name":"flood","version":"1"}}}))
+                .into_response(),
+                Some("tools/list") => axum::Json(json!({"jsonrpc":"2.0","id":id,"result":{
+                    "tools":[{"name":"flood","inputSchema":{"type":"object"}}]}}))
+                .into_response(),
+                Some("tools/call") => {
+                    let head = futures::stream::once(async {
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"data: "))
+                    });
+                    let endless =
+                        futures::stream::repeat(bytes::Bytes::from(vec![b'x'; 64 * 1024]))
+                            .map(Ok::<_, std::io::Error>);
+                    axum::response::Response::builder()
+                        .header("content-type", "text/event-stream")
+                        .body(axum::body::Body::from_stream(head.chain(endless)))
+                        .unwrap()
+                }
+                _ => axum::http::StatusCode::ACCEPTED.into_response(),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_endless_upstream_event_is_cut_at_the_cap_with_memory_bounded() {
+    let alpha = spawn_upstream("alpha").await.expect("alpha");
+    let gw = Gateway::start(Setup {
+        routes: vec![
+            ("alpha", alpha.url.clone(), ""),
+            ("flood", flooding_upstream().await, "  timeout: 60s"),
+        ],
+        extra: "max_upstream_message_bytes: 1048576\n",
+    });
+    let raw = Raw::open(&gw.url).await;
+    let started = Instant::now();
+    for id in 1..=3 {
+        let (status, v) = raw.rpc(call(id, "flood__flood", json!({}))).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(id), json!(-32603)),
+            "{v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("over 1048576 bytes"), "{message}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "cut at the cap, not at the timeout"
+    );
+    let rss = rss_kib(gw.pid());
+    assert!(
+        rss < 128 * 1024,
+        "the gateway's memory stays bounded: {rss} KiB"
+    );
+    let (_, ok) = raw
+        .rpc(call(9, "alpha__echo", json!({"text": "still here"})))
+        .await;
+    assert_eq!(
+        ok["result"]["content"][0]["text"],
+        json!("alpha: still here")
+    );
+}

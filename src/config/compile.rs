@@ -187,6 +187,9 @@ fn compile_parsed(
     if raw.max_body_bytes < 1024 {
         errs.push("max_body_bytes", "must be at least 1024");
     }
+    if raw.max_upstream_message_bytes < 64 * 1024 {
+        errs.push("max_upstream_message_bytes", "must be at least 65536");
+    }
     if raw.max_header_bytes < 4096 {
         errs.push("max_header_bytes", "must be at least 4096");
     }
@@ -315,6 +318,7 @@ fn compile_parsed(
         routes_dir,
         max_body_bytes: raw.max_body_bytes,
         max_header_bytes: raw.max_header_bytes,
+        max_upstream_message_bytes: raw.max_upstream_message_bytes,
         allowed_origins: raw
             .allowed_origins
             .iter()

@@ -19,6 +19,10 @@ pub struct RawGateway {
     /// Largest accepted request body in bytes (default 4 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Largest upstream answer the gateway reads whole (a JSON answer, or one SSE event), in
+    /// bytes (default 16 MiB); past it the call ends with an error and the connection is closed.
+    #[serde(default = "default_max_upstream_message_bytes")]
+    pub max_upstream_message_bytes: usize,
     /// Largest accepted request head (request line and headers) in bytes (default 32 KiB).
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
@@ -52,6 +56,10 @@ fn default_routes_dir() -> PathBuf {
 
 fn default_max_body_bytes() -> usize {
     4 * 1024 * 1024
+}
+
+fn default_max_upstream_message_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 fn default_max_header_bytes() -> usize {

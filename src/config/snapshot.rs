@@ -32,6 +32,7 @@ pub struct Snapshot {
     pub routes_dir: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    pub max_upstream_message_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
     pub session_keys: Vec<[u8; 32]>,

@@ -14,7 +14,7 @@ use crate::mcp::rewrite::{
 };
 use crate::mcp::sse;
 use crate::policy::Caller;
-use crate::upstream::{Exchange, Outgoing};
+use crate::upstream::{Exchange, Outgoing, UpstreamError};
 use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::value::RawValue;
@@ -33,9 +33,19 @@ struct Call<'a> {
     session_body: Option<Bytes>,
     /// The client's answer is already an open event stream (an approval was asked on it).
     streaming: bool,
+    /// The most of an upstream answer read whole (a JSON answer, one SSE event).
+    cap: usize,
     /// The upstream's HTTP status, once it answered (for the audit record).
     status: std::sync::atomic::AtomicU16,
     rw: Rewriter<'a>,
+}
+
+fn too_large(id: &RawValue, route: &Route, cap: usize) -> GatewayError {
+    Cause::UpstreamTooLarge {
+        route: route.name.clone(),
+        cap,
+    }
+    .to(id)
 }
 
 fn outcome_of(ending: Ending) -> Outcome {
@@ -91,6 +101,7 @@ pub async fn call(
         method,
         name: upstream_name,
         session_body,
+        cap: ctx.snapshot.max_upstream_message_bytes,
         body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
         streaming,
         status: std::sync::atomic::AtomicU16::new(0),
@@ -195,8 +206,9 @@ async fn forward(
     if ex.is_sse() {
         return Ok(stream(sh, s, &mut ex, call, deadline, &link).await);
     }
-    let body = match tokio::time::timeout_at(deadline, ex.collect()).await {
+    let body = match tokio::time::timeout_at(deadline, ex.collect_at_most(call.cap)).await {
         Err(_) => return Err(timed_out(id, route)),
+        Ok(Err(UpstreamError::TooLarge)) => return Err(too_large(id, route, call.cap)),
         Ok(Err(_)) => return Err(unavailable(id, route)),
         Ok(Ok(b)) => b,
     };
@@ -234,6 +246,7 @@ async fn stream(
     link: &Link,
 ) -> Outcome {
     let (route, rw) = (call.route, &call.rw);
+    let cap = call.cap;
     if !call.streaming && http::sse_start(s, &[]).await.is_err() {
         cancel(sh, route, link, rw.upstream_id).await;
         return Outcome::Cancelled;
@@ -248,7 +261,7 @@ async fn stream(
                 return Outcome::Cancelled;
             }
         };
-        let failure = match next {
+        let mut failure = match next {
             Err(_) => Some(timed_out(rw.client_id, route)),
             Ok(Err(_)) | Ok(Ok(None)) => Some(unavailable(rw.client_id, route)),
             Ok(Ok(Some(chunk))) => {
@@ -266,6 +279,16 @@ async fn stream(
             if done.is_some() {
                 break;
             }
+        }
+        // One event without end must not grow without end: past the cap the call ends and the
+        // connection is dropped (not pooled), which returns its memory.
+        if failure.is_none() && done.is_none() && reader.pending() > cap {
+            log::warn!(
+                "{} to upstream {}: one event exceeds {cap} bytes; call ended",
+                call.method,
+                link::peer_label(route)
+            );
+            failure = Some(too_large(rw.client_id, route, cap));
         }
         if let Some(e) = &failure
             && done.is_none()
