@@ -1,5 +1,6 @@
-//! The audit trail: one record per proxied call (`tools/call`, `resources/read`, `prompts/get`)
-//! and per refusal. The data path hands a few references to a bounded queue through a slot it
+//! The audit trail: one record per proxied call (`tools/call`, `resources/read`, `prompts/get`,
+//! `completion/complete`), per approval answer, relayed client answer and cancellation, and per
+//! refusal of an authenticated request (refusals before authentication are counted in metrics). The data path hands a few references to a bounded queue through a slot it
 //! reserved when the request began, so a record is never dropped and nothing waits on disk or
 //! network; a writer thread of its own shapes the records (argument shape, keyed HMACs), chains
 //! them per sink and writes them. On shutdown or upgrade the queue drains before the process ends.
@@ -240,15 +241,37 @@ async fn write_loop(
     }
 }
 
+/// The arguments of a request body as sent, unparsed (any depth: raw values are skipped
+/// without recursion).
+pub fn raw_arguments(body: &[u8]) -> Option<&serde_json::value::RawValue> {
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        arguments: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Body>(body).ok()?.params?.arguments
+}
+
+/// The shape of a call's arguments: absent when none were sent; an explicit marker (never
+/// `null`) when they nest deeper than JSON values are read here.
+pub fn arguments_of(body: Option<&Bytes>, key: &[u8]) -> Value {
+    let Some(raw) = body.and_then(|b| raw_arguments(b)) else {
+        return Value::Null;
+    };
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(v) => argument_shape(&v, key),
+        Err(_) => serde_json::json!({"cut": "nested deeper than 128 levels; not shaped"}),
+    }
+}
+
 /// A pending record made whole: time, caller, argument shape.
 fn shape(p: &Pending, key: &[u8]) -> Record {
-    let arguments = p
-        .body
-        .as_ref()
-        .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-        .and_then(|v| v.get("params").and_then(|p| p.get("arguments")).cloned())
-        .map(|a| argument_shape(&a, key))
-        .unwrap_or(Value::Null);
+    let arguments = arguments_of(p.body.as_ref(), key);
     let caller = p.caller.as_deref();
     Record {
         prev: String::new(),
@@ -277,15 +300,29 @@ fn shape(p: &Pending, key: &[u8]) -> Record {
     }
 }
 
-/// Keys and JSON types of the arguments; every leaf value becomes `{type, hmac}`.
+/// How deep argument shapes go; deeper values are a `{type, cut}` marker.
+const SHAPE_DEPTH: usize = 32;
+
+/// Keys and JSON types of the arguments; every leaf value becomes `{type, hmac}`, and anything
+/// nested deeper than `SHAPE_DEPTH` a `{type, cut}` marker.
 pub fn argument_shape(v: &Value, key: &[u8]) -> Value {
+    shape_at(v, key, 0)
+}
+
+fn shape_at(v: &Value, key: &[u8], depth: usize) -> Value {
     match v {
+        Value::Object(_) | Value::Array(_) if depth >= SHAPE_DEPTH => serde_json::json!({
+            "type": if v.is_object() { "object" } else { "array" },
+            "cut": format!("deeper than {SHAPE_DEPTH} levels"),
+        }),
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), argument_shape(v, key)))
+                .map(|(k, v)| (k.clone(), shape_at(v, key, depth + 1)))
                 .collect::<Map<_, _>>(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|i| argument_shape(i, key)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| shape_at(i, key, depth + 1)).collect())
+        }
         leaf => {
             let kind = match leaf {
                 Value::Null => "null",

@@ -88,11 +88,18 @@ impl Ctx {
         }
     }
 
-    /// Proxied calls are always recorded, and so is every refusal.
+    /// Proxied calls, answers the client gives (approvals, relayed requests), cancellations and
+    /// every refusal are recorded.
     pub fn audited(&self) -> bool {
         matches!(
             self.method,
-            "tools/call" | "resources/read" | "prompts/get" | "approval"
+            "tools/call"
+                | "resources/read"
+                | "prompts/get"
+                | "completion/complete"
+                | "approval"
+                | "response"
+                | "notifications/cancelled"
         ) || self.refused.is_some()
     }
 

@@ -117,3 +117,24 @@ pub fn config(data: &[u8]) {
         assert!(!errors.0.is_empty(), "a refusal says why");
     }
 }
+
+/// The audit record's argument shaper: arguments that were sent are never recorded as `null`,
+/// and the shape never nests much deeper than the cut.
+pub fn audit_shape(data: &[u8]) {
+    let body = bytes::Bytes::copy_from_slice(data);
+    let shaped = crate::audit::arguments_of(Some(&body), b"fuzz-audit-key-0123");
+    if crate::audit::raw_arguments(data).is_some() {
+        assert!(
+            !shaped.is_null(),
+            "sent arguments are never recorded as null"
+        );
+    }
+    fn depth(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+            serde_json::Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    assert!(depth(&shaped) <= 34, "shapes are cut at 32 levels");
+}

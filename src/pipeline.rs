@@ -102,14 +102,16 @@ async fn mcp(
     ctx: &mut Ctx,
     snap: &Arc<Snapshot>,
 ) -> Result<(), GatewayError> {
-    // Room for this request's audit record first: once accepted, its record is never lost.
+    transport::check_origin(s, snap)?;
+    let caller = authenticate(sh, s, snap).await?;
+    ctx.caller = Some(caller.clone());
+    // Room for this request's audit record before anything is decided for this caller: once
+    // accepted, its record is never lost. Unauthenticated refusals take no room (they are
+    // counted in metrics), so anonymous floods cannot fill the queue.
     ctx.slot = sh.audit.reserve().await.map_err(|_| {
         sh.metrics.audit_refused.inc();
         Cause::AuditFull
     })?;
-    transport::check_origin(s, snap)?;
-    let caller = authenticate(sh, s, snap).await?;
-    ctx.caller = Some(caller.clone());
     let server = match ctx.door {
         Door::Server(i) => {
             ctx.route = Some(i);

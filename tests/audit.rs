@@ -402,3 +402,111 @@ async fn a_full_queue_refuses_new_calls_rather_than_drop_records() {
         "every accepted call was recorded"
     );
 }
+
+#[tokio::test]
+async fn every_kind_of_exchange_leaves_a_record_and_deep_arguments_a_marker() {
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: &audit_jsonl(dir.path()),
+    });
+    let raw = Raw::open(&gw.url).await;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let call = |id: u64, deep: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"alpha__echo","arguments":{{"text":"t","deep":{deep}}}}}}}"#
+        )
+    };
+    raw.rpc(call(1, &nested(40))).await;
+    raw.rpc(call(2, &nested(200))).await;
+    raw.rpc(r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"alpha__greet"},"argument":{"name":"n","value":"a"}}}"#).await;
+    assert_eq!(
+        raw.post(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#
+        )
+        .await
+        .status(),
+        202
+    );
+    assert_eq!(
+        raw.post(r#"{"jsonrpc":"2.0","id":"mcp-edge:alpha:\"u1\"","result":{"action":"accept","content":{}}}"#)
+            .await
+            .status(),
+        202
+    );
+    assert!(gw.terminate().success());
+    let records = audit_records(dir.path());
+    let methods: Vec<&str> = records
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "tools/call",
+            "tools/call",
+            "completion/complete",
+            "notifications/cancelled",
+            "response"
+        ],
+        "one record for each call, completion, cancellation and relayed answer"
+    );
+    let shallow = records[0]["arguments"]["deep"].to_string();
+    assert!(
+        shallow.contains("deeper than 32 levels"),
+        "cut with a marker: {shallow}"
+    );
+    assert_eq!(records[0]["arguments"]["text"]["type"], json!("string"));
+    let deep = &records[1]["arguments"];
+    assert!(
+        deep["cut"].as_str().is_some_and(|c| c.contains("128")),
+        "200 levels: a marker, never null: {deep}"
+    );
+    assert_eq!(records[4]["route"], json!("alpha"));
+}
+
+#[tokio::test]
+async fn refusals_before_authentication_are_counted_not_queued() {
+    let idp = common::idp::Idp::start(false).await;
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: &format!(
+            "auth:\n  mode: jwt\n  issuer: {}\n{}",
+            idp.url,
+            audit_jsonl(dir.path())
+        ),
+    });
+    let anonymous = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#;
+    for _ in 0..5 {
+        let r = http()
+            .post(&gw.url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT)
+            .body(anonymous)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let token = idp.token(&gw.url, json!({}));
+    let raw = Raw::open_with(&gw.url, Some(&token)).await;
+    let (_, v) = raw.rpc(anonymous).await;
+    assert_eq!(v["result"]["content"][0]["text"], json!("alpha: x"));
+    assert_eq!(
+        gw.metric("mcp_edge_auth_failures_total{reason=\"missing\"}")
+            .await,
+        5.0,
+        "counted"
+    );
+    assert!(gw.terminate().success());
+    let records = audit_records(dir.path());
+    assert_eq!(
+        records.len(),
+        1,
+        "only the authenticated call is queued: {records:?}"
+    );
+    assert_eq!(records[0]["subject"], json!("alice"));
+}

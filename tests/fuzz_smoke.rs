@@ -96,3 +96,14 @@ fn config() {
         ],
     );
 }
+
+#[test]
+fn audit_shape() {
+    run(
+        fuzzing::audit_shape,
+        &[
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","arguments":{"q":"secret","n":[1,{"k":null}]}}}"#,
+            br#"{"params":{"arguments":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}"#,
+        ],
+    );
+}

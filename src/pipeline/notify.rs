@@ -93,6 +93,7 @@ pub async fn client_response(
             .unwrap_or(Value::Null);
         return approval::answer(sh, ctx, n, result);
     }
+    ctx.method = "response";
     let rest = id.strip_prefix(RELAY_PREFIX).ok_or_else(bad)?;
     let (route_name, original) = rest.split_once(':').ok_or_else(bad)?;
     // Answers go only to routes the caller can see, over the caller's own link.
@@ -100,6 +101,7 @@ pub async fn client_response(
         .route(route_name)
         .filter(|r| r.policy.visible_to(caller))
         .ok_or_else(bad)?;
+    ctx.route = Some(route.index);
     let original: Box<RawValue> = serde_json::from_str(original).map_err(|_| bad())?;
     let body = jsonrpc::reid_response(msg, &original);
     let link = link::link(sh, ctx, caller, route).await.ok_or_else(bad)?;
