@@ -189,3 +189,90 @@ fn no_authentication_on_a_non_loopback_listener_needs_an_explicit_yes() {
         "nor IPv6 loopback"
     );
 }
+
+#[test]
+fn route_files_read_only_their_own_secrets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let secrets = dir.path().join("route-secrets");
+    std::fs::create_dir_all(secrets.join("cat")).expect("mkdir");
+    std::fs::write(secrets.join("cat/token"), "team-token\n").expect("write");
+    std::fs::write(dir.path().join("gateway.key"), "gateway secret\n").expect("write");
+    let gateway = Source {
+        file: dir.path().join("g.yaml"),
+        text:
+            "listen: 127.0.0.1:0\npublic_url: http://localhost\nroute_secrets_dir: route-secrets\n"
+                .into(),
+    };
+    let route = |header: &str| Source {
+        file: dir.path().join("routes/cat.yaml"),
+        text: format!(
+            "name: cat\nupstream:\n  url: http://127.0.0.1:1/mcp\n  headers:\n    x-key: \"{header}\"\n"
+        ),
+    };
+    let refused = [
+        (
+            "${env:MCP_EDGE_IDP_SECRET}",
+            "only environment variables named `MCP_EDGE_ROUTE_CAT_…`",
+        ),
+        (
+            "${env:MCP_EDGE_ROUTE_DOG_TOKEN}",
+            "only environment variables named `MCP_EDGE_ROUTE_CAT_…`",
+        ),
+        ("${file:GATEWAY}", "only secret files below"),
+        (
+            "${file:SECRETS/cat/../../gateway.key}",
+            "only secret files below",
+        ),
+    ];
+    for (reference, why) in refused {
+        let reference = reference
+            .replace(
+                "GATEWAY",
+                &dir.path().join("gateway.key").display().to_string(),
+            )
+            .replace("SECRETS", &secrets.display().to_string());
+        let err = config::compile(&gateway, &[route(&reference)])
+            .expect_err(&reference)
+            .to_string();
+        assert!(
+            err.contains("cat.yaml: upstream.headers.x-key: a route file may read")
+                && err.contains(why),
+            "{reference}: {err}"
+        );
+        assert!(
+            !err.contains("gateway secret"),
+            "no secret in the error: {err}"
+        );
+    }
+    let own = format!("${{file:{}}}", secrets.join("cat/token").display());
+    let snap = config::compile(&gateway, &[route(&own)]).expect("its own secret file");
+    assert_eq!(
+        snap.route("cat").expect("cat").headers,
+        vec![("x-key".to_string(), "team-token".to_string())]
+    );
+
+    // `check` takes a route's own variable, given to the process.
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(conf.join("routes")).expect("mkdir");
+    std::fs::write(
+        conf.join("g.yaml"),
+        "listen: 127.0.0.1:0\npublic_url: http://localhost\nroutes_dir: routes\n",
+    )
+    .expect("write");
+    std::fs::write(
+        conf.join("routes/cat.yaml"),
+        "name: cat\nupstream:\n  url: http://127.0.0.1:1/mcp\n  headers: { x-key: \"${env:MCP_EDGE_ROUTE_CAT_TOKEN}\" }\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["check", "--config"])
+        .arg(conf.join("g.yaml"))
+        .env("MCP_EDGE_ROUTE_CAT_TOKEN", "t")
+        .output()
+        .expect("check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -95,6 +95,24 @@ async fn route_edits_apply_live_and_bad_yaml_keeps_the_last_good_config() {
     );
     assert_eq!(gw.metric("mcp_edge_config_generation").await, 2.0);
 
+    // A route file reaching for a gateway secret: rejected like broken YAML.
+    let errors = gw
+        .metric("mcp_edge_config_reloads_total{result=\"error\"}")
+        .await;
+    write_route(
+        &gw,
+        "beta",
+        &format!(
+            "name: beta\nvisibility: [\"*\"]\nupstream:\n  url: {}\n  headers: {{ x-leak: \"${{env:MCP_EDGE_IDP_SECRET}}\" }}\n",
+            beta.url
+        ),
+    );
+    assert!(
+        reloads_past(&gw, "error", errors).await,
+        "a route file reading a gateway secret was not refused"
+    );
+    assert_eq!(gw.metric("mcp_edge_config_generation").await, 2.0);
+
     // Removing the route takes its tools away.
     std::fs::remove_file(gw.routes_dir().join("beta.yaml")).expect("rm");
     let deadline = Instant::now() + Duration::from_secs(10);

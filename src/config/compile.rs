@@ -268,6 +268,7 @@ fn compile_parsed(
     }
     let mut list = errs.list;
 
+    let secrets_dir = raw.route_secrets_dir.as_ref().map(|d| base.join(d));
     let mut routes = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     let mut prefixes: HashMap<String, PathBuf> = HashMap::new();
@@ -283,7 +284,12 @@ fn compile_parsed(
             file: &src.file,
             list: Vec::new(),
         };
-        let route = compile_route(raw_route, raw.timeouts.call, &mut errs);
+        let route = compile_route(
+            raw_route,
+            raw.timeouts.call,
+            secrets_dir.as_deref(),
+            &mut errs,
+        );
         if let Some(route) = route {
             if let Some(other) = names.insert(route.name.clone(), src.file.clone()) {
                 errs.push(
@@ -376,12 +382,17 @@ fn valid_ident(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn compile_route(raw: RawRoute, default_timeout: Duration, errs: &mut Errors) -> Option<Route> {
+fn compile_route(
+    raw: RawRoute,
+    default_timeout: Duration,
+    secrets_dir: Option<&Path>,
+    errs: &mut Errors,
+) -> Option<Route> {
     const IDENT: &str = "must be 1-32 characters of [a-z0-9-], starting with a letter";
     if !valid_ident(&raw.name) {
         errs.push("name", format!("`{}` {IDENT}", raw.name));
     }
-    let security = security::compile_route_security(&raw, errs);
+    let security = security::compile_route_security(&raw, secrets_dir, errs);
     let prefix = raw.tool_prefix.unwrap_or_else(|| raw.name.clone());
     if !valid_ident(&prefix) {
         errs.push("tool_prefix", format!("`{prefix}` {IDENT}"));

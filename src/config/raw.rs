@@ -16,6 +16,10 @@ pub struct RawGateway {
     /// Directory of route files, relative to this file.
     #[serde(default = "default_routes_dir")]
     pub routes_dir: PathBuf,
+    /// Where route files may read `${file:…}` secrets: each route only below `{this}/{name}/`
+    /// (relative to this file). Unset: route files read no files.
+    #[serde(default)]
+    pub route_secrets_dir: Option<PathBuf>,
     /// Largest accepted request body in bytes (default 4 MiB).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,

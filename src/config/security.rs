@@ -16,9 +16,60 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-/// Expands `${env:NAME}` and `${file:/path}` in a value. Errors name the variable or file, never
-/// a value.
-pub fn expand_secrets(value: &str, path: &str, errs: &mut Errors) -> String {
+/// Whose secrets a value may read.
+#[derive(Clone, Copy)]
+pub enum Scope<'a> {
+    /// The gateway's own file: any variable or file.
+    Gateway,
+    /// A route file (a team's, hot-reloaded): only variables named `MCP_EDGE_ROUTE_<NAME>_…` and
+    /// files below `{route_secrets_dir}/{name}/`, never the gateway's own secrets.
+    Route {
+        name: &'a str,
+        secrets_dir: Option<&'a Path>,
+    },
+}
+
+impl Scope<'_> {
+    /// Why `reference` may not be read from here, if it may not.
+    fn refuses(&self, kind: &str, target: &str) -> Option<String> {
+        let Scope::Route { name, secrets_dir } = *self else {
+            return None;
+        };
+        match kind {
+            "env" => {
+                let prefix = format!(
+                    "MCP_EDGE_ROUTE_{}_",
+                    name.to_ascii_uppercase().replace('-', "_")
+                );
+                (!target.starts_with(&prefix)).then(|| {
+                    format!("a route file may read only environment variables named `{prefix}…`, not `{target}`")
+                })
+            }
+            _ => {
+                let own = secrets_dir.map(|d| d.join(name));
+                let inside = own.as_ref().is_some_and(|own| {
+                    match (std::fs::canonicalize(own), std::fs::canonicalize(target)) {
+                        (Ok(own), Ok(file)) => file.starts_with(own),
+                        _ => false,
+                    }
+                });
+                (!inside).then(|| match own {
+                    Some(own) => format!(
+                        "a route file may read only secret files below `{}`, not `{target}`",
+                        own.display()
+                    ),
+                    None => format!(
+                        "a route file may not read secret files (`{target}`) unless the gateway sets `route_secrets_dir`"
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Expands `${env:NAME}` and `${file:/path}` in a value, as far as `scope` allows. Errors name
+/// the variable or file, never a value.
+pub fn expand_secrets(value: &str, path: &str, errs: &mut Errors, scope: Scope<'_>) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -31,6 +82,13 @@ pub fn expand_secrets(value: &str, path: &str, errs: &mut Errors) -> String {
             return out;
         };
         let reference = &rest[start + 2..start + end];
+        if let Some((kind @ ("env" | "file"), target)) = reference.split_once(':')
+            && let Some(why) = scope.refuses(kind, target)
+        {
+            errs.push(path, why);
+            rest = &rest[start + end + 1..];
+            continue;
+        }
         match reference.split_once(':') {
             Some(("env", name)) => match std::env::var(name) {
                 Ok(v) => out.push_str(&v),
@@ -219,7 +277,7 @@ pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Opti
     }
     let client_secret = raw
         .client_secret
-        .map(|s| expand_secrets(&s, "oauth_proxy.client_secret", errs));
+        .map(|s| expand_secrets(&s, "oauth_proxy.client_secret", errs, Scope::Gateway));
     let basic = match profile.token_auth.as_deref() {
         None | Some("client_secret_post") => false,
         Some("client_secret_basic") => true,
@@ -260,7 +318,7 @@ pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSett
     }
     let hmac_key = raw
         .hmac_key
-        .map(|k| expand_secrets(&k, "audit.hmac_key", errs).into_bytes());
+        .map(|k| expand_secrets(&k, "audit.hmac_key", errs, Scope::Gateway).into_bytes());
     if hmac_key.as_ref().is_some_and(|k| k.len() < 16) {
         errs.push("audit.hmac_key", "must be at least 16 bytes");
     }
@@ -275,7 +333,12 @@ pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSett
                 fsync: j.fsync.unwrap_or(Fsync::Always),
             }),
             (None, Some(p)) => Some(SinkSettings::Postgres {
-                url: expand_secrets(&p.url, &format!("audit.sinks[{i}].postgres.url"), errs),
+                url: expand_secrets(
+                    &p.url,
+                    &format!("audit.sinks[{i}].postgres.url"),
+                    errs,
+                    Scope::Gateway,
+                ),
                 retention_days: p.retention_days,
             }),
             _ => {
@@ -302,7 +365,15 @@ pub struct RouteSecurity {
     pub tenant_headers: HashMap<String, Vec<(String, String)>>,
 }
 
-pub fn compile_route_security(raw: &RawRoute, errs: &mut Errors) -> RouteSecurity {
+pub fn compile_route_security(
+    raw: &RawRoute,
+    secrets_dir: Option<&Path>,
+    errs: &mut Errors,
+) -> RouteSecurity {
+    let scope = Scope::Route {
+        name: &raw.name,
+        secrets_dir,
+    };
     let tools = raw
         .tools
         .iter()
@@ -334,7 +405,7 @@ pub fn compile_route_security(raw: &RawRoute, errs: &mut Errors) -> RouteSecurit
                     errs.push(&path, "not a valid header name");
                     return None;
                 }
-                let value = expand_secrets(v, &path, errs);
+                let value = expand_secrets(v, &path, errs, scope);
                 if http::HeaderValue::from_str(&value).is_err() {
                     errs.push(
                         &path,
