@@ -115,6 +115,11 @@ impl Authenticator {
         }
     }
 
+    /// Drops every verified token: they are verified again on their next use.
+    pub fn forget_verified(&self) {
+        self.verified.clear();
+    }
+
     /// The caller behind an `Authorization` header value.
     pub async fn authenticate(
         &self,

@@ -505,3 +505,31 @@ fn explain_prints_what_a_caller_would_see() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn a_token_whose_key_the_idp_withdrew_is_refused_after_the_next_key_refresh() {
+    let idp = Idp::start(false).await;
+    let data = spawn_upstream("alpha").await.unwrap();
+    let gw = Gateway::start(Setup {
+        routes: vec![("data", data.url.clone(), "")],
+        extra: &format!(
+            "auth:\n  mode: jwt\n  issuer: {}\n  jwks_refresh: 1s\n",
+            idp.url
+        ),
+    });
+    let token = idp.token(&gw.url, json!({}));
+    let raw = open_as(&gw, &token).await;
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    assert_eq!(raw.rpc(ping).await.0, 200, "verified (and cached)");
+    idp.withdraw_keys();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut status = 200;
+    while status != 401 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        status = raw.rpc(ping).await.0;
+    }
+    assert_eq!(
+        status, 401,
+        "the cached verification outlived the key that made it"
+    );
+}

@@ -28,6 +28,8 @@ const RETRY: Duration = Duration::from_secs(5);
 struct Key {
     kid: Option<String>,
     key: DecodingKey,
+    /// The JWK as published, to tell whether a key went away.
+    published: String,
 }
 
 pub struct KeyStore {
@@ -71,7 +73,8 @@ impl KeyStore {
         .map(|k| k.key.clone())
     }
 
-    fn install(&self, set: &JwkSet) -> usize {
+    /// Installs a fetched set: how many keys it has, and whether a key in use before is gone.
+    fn install(&self, set: &JwkSet) -> (usize, bool) {
         let keys: Vec<Key> = set
             .keys
             .iter()
@@ -79,12 +82,17 @@ impl KeyStore {
                 Some(Key {
                     kid: jwk.common.key_id.clone(),
                     key: DecodingKey::from_jwk(jwk).ok()?,
+                    published: serde_json::to_string(jwk).ok()?,
                 })
             })
             .collect();
         let n = keys.len();
-        self.keys.store(Arc::new(keys));
-        n
+        let old = self.keys.swap(Arc::new(keys));
+        let now = self.keys.load();
+        let gone = old
+            .iter()
+            .any(|o| !now.iter().any(|k| k.published == o.published));
+        (n, gone)
     }
 
     /// Asks for a fetch now and waits for it briefly, unless one was asked for recently.
@@ -126,8 +134,12 @@ impl BackgroundService for KeyRefresher {
                 AuthSettings::None => Duration::from_secs(3600),
                 AuthSettings::Jwt(s) => match self.fetch(&s.keys).await {
                     Ok(set) => {
-                        let n = store.install(&set);
+                        let (n, gone) = store.install(&set);
                         log::info!("verification keys loaded: {n}");
+                        if gone {
+                            // Tokens verified by a key the IdP no longer publishes are not kept.
+                            self.auth.forget_verified();
+                        }
                         s.refresh
                     }
                     Err(e) => {
@@ -141,7 +153,8 @@ impl BackgroundService for KeyRefresher {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(wait) => {}
                 _ = store.wanted.notified() => {}
-                Ok(()) = generation.changed() => {}
+                // A new configuration may change what a valid token is: verify anew.
+                Ok(()) = generation.changed() => self.auth.forget_verified(),
             }
         }
     }

@@ -44,6 +44,8 @@ struct IdpState {
     /// Every authorize and token request's parameters, in order.
     seen: Mutex<Vec<(String, HashMap<String, String>)>>,
     key: EncodingKey,
+    /// What `/jwks` serves.
+    jwks: Mutex<Value>,
 }
 
 impl Idp {
@@ -73,6 +75,7 @@ impl Idp {
             codes: Mutex::new(HashMap::new()),
             seen: Mutex::new(Vec::new()),
             key: key.clone(),
+            jwks: Mutex::new(json!({"keys": [jwk]})),
         });
         let meta = json!({
             "issuer": url,
@@ -80,16 +83,12 @@ impl Idp {
             "authorization_endpoint": format!("{url}/authorize"),
             "token_endpoint": format!("{url}/token"),
         });
-        let jwks = json!({"keys": [jwk]});
         let router = axum::Router::new()
             .route(
                 "/.well-known/openid-configuration",
                 axum::routing::get(move || async move { axum::Json(meta) }),
             )
-            .route(
-                "/jwks",
-                axum::routing::get(move || async move { axum::Json(jwks) }),
-            )
+            .route("/jwks", axum::routing::get(jwks))
             .route("/authorize", axum::routing::get(authorize))
             .route("/token", axum::routing::post(token))
             .with_state(state.clone());
@@ -107,6 +106,11 @@ impl Idp {
             state,
             stop,
         }
+    }
+
+    /// Takes the signing key out of the JWKS (a key rotated away or revoked).
+    pub fn withdraw_keys(&self) {
+        *self.state.jwks.lock().unwrap() = json!({"keys": []});
     }
 
     /// Signs `claims` (RS256, kid `k1`) as this IdP.
@@ -161,6 +165,10 @@ fn oauth_error(status: u16, error: &str, description: &str) -> axum::response::R
 }
 
 const AADSTS901002: &str = "AADSTS901002: The 'resource' request parameter isn't supported.";
+
+async fn jwks(axum::extract::State(st): axum::extract::State<Arc<IdpState>>) -> axum::Json<Value> {
+    axum::Json(st.jwks.lock().unwrap().clone())
+}
 
 async fn authorize(
     axum::extract::State(st): axum::extract::State<Arc<IdpState>>,
