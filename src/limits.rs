@@ -82,6 +82,8 @@ pub enum Scope {
     Caller,
     Route,
     Tool,
+    /// Requests that fan out to every upstream.
+    FanOut,
 }
 
 impl Scope {
@@ -90,6 +92,7 @@ impl Scope {
             Scope::Caller => "caller",
             Scope::Route => "route",
             Scope::Tool => "tool",
+            Scope::FanOut => "fan_out",
         }
     }
 }

@@ -172,6 +172,17 @@ async fn mcp(
         }
         Kind::Request => {}
     }
+    if matches!(
+        method.as_ref(),
+        "initialize"
+            | "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "logging/setLevel"
+    ) {
+        limit::admit_fan_out(sh, snap, ctx.caller_key).map_err(|c| c.to(id))?;
+    }
     let result = match method.as_ref() {
         "initialize" => return initialize::open(sh, s, ctx, snap, &caller, &msg, id).await,
         "server/discover" => initialize::discover_result(),

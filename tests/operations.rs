@@ -513,3 +513,41 @@ async fn kubernetes_configmap_symlink_swaps_reload() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn fan_outs_have_a_bucket_of_their_own_per_caller() {
+    let (alpha, _beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![("alpha", alpha.url.clone(), "")],
+        extra: "limits:\n  fan_out: { per_user_rpm: 60, burst: 3 }\n",
+    });
+    // With authentication off each session is its own caller: three lists fit in the burst.
+    let raw = Raw::open(&gw.url).await;
+    let list = |id: u64| json!({"jsonrpc":"2.0","id":id,"method":"tools/list"}).to_string();
+    for id in 1..=3 {
+        assert_eq!(raw.rpc(list(id)).await.0, 200);
+    }
+    let refused = raw.post(list(4)).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(4), json!(-32029))
+    );
+    let other = Raw::open(&gw.url).await;
+    assert_eq!(
+        other.rpc(list(1)).await.0,
+        200,
+        "another caller has its own bucket"
+    );
+    assert_eq!(
+        gw.metric("mcp_edge_rate_limited_total{scope=\"fan_out\"}")
+            .await,
+        1.0
+    );
+    let (status, v) = raw
+        .rpc(call(5, "alpha__echo", "calls are not fan-outs"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+}

@@ -258,6 +258,16 @@ fn compile_parsed(
         "limits",
         &mut errs,
     );
+    let fan_out = raw.limits.fan_out.unwrap_or(crate::config::raw::RawRate {
+        per_user_rpm: 6000,
+        burst: Some(600),
+    });
+    let fan_out_limit = rate(
+        Some(fan_out.per_user_rpm),
+        fan_out.burst,
+        "limits.fan_out",
+        &mut errs,
+    );
     if let Some(store) = &raw.limits.store
         && !store.starts_with("redis://")
     {
@@ -344,6 +354,7 @@ fn compile_parsed(
             upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
         },
         caller_limit,
+        fan_out_limit,
         limit_store: raw.limits.store,
         auth,
         audit,

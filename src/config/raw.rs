@@ -132,6 +132,10 @@ pub struct RawLimits {
     /// `redis://host:port/db` to share buckets between instances; absent: local buckets.
     #[serde(default)]
     pub store: Option<String>,
+    /// Requests a minute per caller that fan out to every upstream (`initialize`, the merged
+    /// lists, `logging/setLevel`); default 6000 a minute, burst 600.
+    #[serde(default)]
+    pub fan_out: Option<RawRate>,
 }
 
 /// The audit trail: where records go and what happens when they cannot keep up.

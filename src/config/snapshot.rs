@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub server: ServerOptions,
     /// The caller-wide bucket, if configured.
     pub caller_limit: Option<Limiter>,
+    /// Per caller: requests that fan out to every upstream.
+    pub fan_out_limit: Option<Limiter>,
     /// `redis://…` for buckets shared between instances.
     pub limit_store: Option<String>,
     pub auth: AuthSettings,
@@ -228,6 +230,9 @@ impl Snapshot {
         if let (Some(new), Some(prev)) = (&mut self.caller_limit, &old.caller_limit) {
             new.adopt(prev);
         }
+        if let (Some(new), Some(prev)) = (&mut self.fan_out_limit, &old.fan_out_limit) {
+            new.adopt(prev);
+        }
         for route in &mut self.routes {
             let Some(prev) = old.route(&route.name) else {
                 continue;
@@ -245,11 +250,14 @@ impl Snapshot {
 
     /// Every bucket store, for idle eviction.
     pub fn limiters(&self) -> impl Iterator<Item = &Limiter> {
-        self.caller_limit.iter().chain(
-            self.routes
-                .iter()
-                .flat_map(|r| r.limit.iter().chain(r.tool_limits.values())),
-        )
+        self.caller_limit
+            .iter()
+            .chain(self.fan_out_limit.iter())
+            .chain(
+                self.routes
+                    .iter()
+                    .flat_map(|r| r.limit.iter().chain(r.tool_limits.values())),
+            )
     }
 
     pub fn route(&self, name: &str) -> Option<&Route> {

@@ -26,6 +26,7 @@ pub fn buckets<'s>(
 pub fn shared_key(scope: Scope, route: &Route, tool: Option<&str>, caller: u64) -> String {
     match scope {
         Scope::Caller => format!("mcp-edge:bucket:caller:{caller:016x}"),
+        Scope::FanOut => format!("mcp-edge:bucket:fan-out:{caller:016x}"),
         Scope::Route => format!("mcp-edge:bucket:route:{}:{caller:016x}", route.name),
         Scope::Tool => format!(
             "mcp-edge:bucket:tool:{}:{}:{caller:016x}",
@@ -50,6 +51,26 @@ pub fn check_local(
         })?;
     }
     Ok(())
+}
+
+/// Admits a request that fans out to every upstream (`initialize`, merged lists, broadcasts),
+/// or says that the caller's fan-out bucket refused it (local buckets: fan-outs are cheap to
+/// refuse and need no agreement between instances).
+pub fn admit_fan_out(sh: &Shared, snap: &Snapshot, caller: u64) -> Result<(), Cause> {
+    let Some(limiter) = &snap.fan_out_limit else {
+        return Ok(());
+    };
+    limiter.check(caller).map_err(|retry_after| {
+        sh.metrics
+            .rate_limited
+            .with_label_values(&[Scope::FanOut.as_str()])
+            .inc();
+        Cause::RateLimited(Refusal {
+            scope: Scope::FanOut,
+            rate: limiter.rate,
+            retry_after,
+        })
+    })
 }
 
 /// Admits a call or says which limit refused it.

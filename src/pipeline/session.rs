@@ -97,7 +97,13 @@ pub async fn classify(
     }
     if kind == Kind::Request && method == "initialize" {
         ctx.era = Era::Opening;
-        ctx.caller_key = subject;
+        // Without authentication there is nobody to hold to a bucket before the session exists:
+        // each connection is its own caller (as each session is afterwards).
+        ctx.caller_key = if anonymous {
+            caller_key(("connection", s.client_addr().map(|a| a.to_string())))
+        } else {
+            subject
+        };
         return Ok(());
     }
     let state = session_of(sh, s, caller).await?;
