@@ -181,7 +181,9 @@ async fn mcp(
             | "resources/templates/list"
             | "logging/setLevel"
     ) {
-        limit::admit_fan_out(sh, snap, ctx.caller_key).map_err(|c| c.to(id))?;
+        limit::admit_fan_out(sh, snap, ctx.caller_key)
+            .await
+            .map_err(|c| c.to(id))?;
     }
     let result = match method.as_ref() {
         "initialize" => return initialize::open(sh, s, ctx, snap, &caller, &msg, id).await,

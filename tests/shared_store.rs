@@ -10,7 +10,7 @@ use common::idp::Idp;
 use common::oauth::*;
 use common::redis::SESSION_KEY;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn store_config(port: u16) -> String {
     format!("sessions:\n  keys: [{SESSION_KEY}]\n  store: redis://127.0.0.1:{port}/0\n")
@@ -80,46 +80,9 @@ async fn an_oauth_login_state_is_used_once_across_instances() {
         &format!("{}/oauth/callback", a.base),
     );
     let web = no_redirects();
-    let reg: Value = web
-        .post(format!("{}/oauth/register", a.base))
-        .json(&json!({"redirect_uris": [REDIRECT]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut u = url::Url::parse(&format!("{}/oauth/authorize", a.base)).unwrap();
-    u.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", reg["client_id"].as_str().unwrap())
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("code_challenge", &"c".repeat(43))
-        .append_pair("code_challenge_method", "S256");
-    let page = web.get(u.as_str()).send().await.unwrap();
-    let csrf = set_cookies(&page).join("; ");
-    let html = page.text().await.unwrap();
-    let consented = web
-        .post(format!("{}/oauth/consent", a.base))
-        .header("cookie", csrf)
-        .form(&[
-            ("request", hidden(&html, "request")),
-            ("csrf", hidden(&html, "csrf")),
-            ("decision", "allow".into()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let flow = set_cookies(&consented)
-        .into_iter()
-        .find(|c| c.starts_with("__Host-mcp-edge-flow="))
-        .unwrap();
-    let to_idp = consented.headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let back = web.get(&to_idp).send().await.unwrap();
-    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    let client_id = register(&web, &a, REDIRECT).await;
+    let (to_idp, flow) = consent(&web, &a, &client_id, &[]).await;
+    let callback = through_idp(&web, &to_idp).await;
     let first = web
         .get(&callback)
         .header("cookie", &flow)

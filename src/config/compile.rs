@@ -1,16 +1,19 @@
 //! Raw YAML → validated `Snapshot`. Every problem is collected, not just the first, and each
 //! names the file, the line where the parser knows it, and the YAML path.
 
+mod upstream;
+
+pub(super) use upstream::compile_upstream;
+pub use upstream::offline;
+
 use super::raw::{RawAuthMode, RawGateway, RawRoute};
 use super::security;
-use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts, Upstream};
+use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts};
 use crate::limits::{Limiter, Rate};
 use base64::Engine;
-use pingora::upstreams::peer::HttpPeer;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt;
-use std::net::ToSocketAddrs;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -460,67 +463,4 @@ pub(super) fn parse_file<T: DeserializeOwned>(file: &Path) -> Result<T, String> 
         text,
     })
     .map_err(|e| e.to_string())
-}
-
-thread_local! {
-    /// Set by `offline`: upstream hosts are not resolved.
-    static OFFLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with upstream names left unresolved (every host is taken as 127.0.0.1): for
-/// compiling untrusted text in fuzzing without sending DNS queries anywhere.
-pub fn offline<T>(f: impl FnOnce() -> T) -> T {
-    OFFLINE.set(true);
-    let out = f();
-    OFFLINE.set(false);
-    out
-}
-
-pub(super) fn compile_upstream(raw_url: &str) -> Result<Upstream, String> {
-    let url = url::Url::parse(raw_url).map_err(|e| format!("`{raw_url}` is not a URL: {e}"))?;
-    let tls = match url.scheme() {
-        "http" => false,
-        "https" => true,
-        other => {
-            return Err(format!(
-                "scheme `{other}` is not supported; use http or https"
-            ));
-        }
-    };
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("`{raw_url}` has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| format!("`{raw_url}` has no port"))?;
-    // Resolved here, once per load, so the data path never waits on DNS.
-    let addr = if OFFLINE.get() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], port))
-    } else {
-        (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("`{host}` resolves to no address"))?
-    };
-    let authority = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
-        None => url.host_str().unwrap_or(&host).to_string(),
-    };
-    let mut path = url.path().to_string();
-    if let Some(q) = url.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    let peer = HttpPeer::new(addr, tls, host);
-    Ok(Upstream {
-        peer,
-        authority,
-        path,
-        addr,
-        url: raw_url.to_string(),
-    })
 }

@@ -1,6 +1,6 @@
 //! Limiting: which buckets a call draws from (pure: the caller's, the route's, the tool's, from
-//! the snapshot), one token from each (in the shared store when one is configured and answers,
-//! else locally), then the upstream's concurrency cap. The guard returned holds the call's place
+//! the snapshot; a fan-out's own), one token from each (in the shared store when one is
+//! configured and answers, else locally), then the upstream's concurrency cap. The guard returned holds the call's place
 //! under the cap until it is dropped.
 
 use super::Shared;
@@ -23,27 +23,24 @@ pub fn buckets<'s>(
 }
 
 /// The shared store's key of a bucket: scope, route, tool and caller, so instances agree on it.
-pub fn shared_key(scope: Scope, route: &Route, tool: Option<&str>, caller: u64) -> String {
+pub fn shared_key(scope: Scope, route: &str, tool: Option<&str>, caller: u64) -> String {
     match scope {
         Scope::Caller => format!("mcp-edge:bucket:caller:{caller:016x}"),
         Scope::FanOut => format!("mcp-edge:bucket:fan-out:{caller:016x}"),
-        Scope::Route => format!("mcp-edge:bucket:route:{}:{caller:016x}", route.name),
+        Scope::Route => format!("mcp-edge:bucket:route:{route}:{caller:016x}"),
         Scope::Tool => format!(
-            "mcp-edge:bucket:tool:{}:{}:{caller:016x}",
-            route.name,
+            "mcp-edge:bucket:tool:{route}:{}:{caller:016x}",
             tool.unwrap_or_default()
         ),
     }
 }
 
-/// Takes one token from every bucket a call draws from, locally.
-pub fn check_local(
-    snap: &Snapshot,
-    route: &Route,
-    tool: Option<&str>,
+/// Takes one token from each bucket, locally.
+fn take_local<'l>(
+    buckets: impl Iterator<Item = (Scope, &'l Limiter)>,
     caller: u64,
 ) -> Result<(), Refusal> {
-    for (scope, limiter) in buckets(snap, route, tool) {
+    for (scope, limiter) in buckets {
         limiter.check(caller).map_err(|retry_after| Refusal {
             scope,
             rate: limiter.rate,
@@ -54,23 +51,13 @@ pub fn check_local(
 }
 
 /// Admits a request that fans out to every upstream (`initialize`, merged lists, broadcasts),
-/// or says that the caller's fan-out bucket refused it (local buckets: fan-outs are cheap to
-/// refuse and need no agreement between instances).
-pub fn admit_fan_out(sh: &Shared, snap: &Snapshot, caller: u64) -> Result<(), Cause> {
+/// or says that the caller's fan-out bucket refused it.
+pub async fn admit_fan_out(sh: &Shared, snap: &Snapshot, caller: u64) -> Result<(), Cause> {
     let Some(limiter) = &snap.fan_out_limit else {
         return Ok(());
     };
-    limiter.check(caller).map_err(|retry_after| {
-        sh.metrics
-            .rate_limited
-            .with_label_values(&[Scope::FanOut.as_str()])
-            .inc();
-        Cause::RateLimited(Refusal {
-            scope: Scope::FanOut,
-            rate: limiter.rate,
-            retry_after,
-        })
-    })
+    let key = shared_key(Scope::FanOut, "", None, caller);
+    take(sh, &[(Scope::FanOut, limiter, key)], caller).await
 }
 
 /// Admits a call or says which limit refused it.
@@ -81,13 +68,10 @@ pub async fn admit(
     tool: Option<&str>,
     caller: u64,
 ) -> Result<Option<pingora_limits::inflight::Guard>, Cause> {
-    if let Err(refusal) = take_tokens(sh, snap, route, tool, caller).await {
-        sh.metrics
-            .rate_limited
-            .with_label_values(&[refusal.scope.as_str()])
-            .inc();
-        return Err(Cause::RateLimited(refusal));
-    }
+    let keyed: Vec<_> = buckets(snap, route, tool)
+        .map(|(scope, l)| (scope, l, shared_key(scope, &route.name, tool, caller)))
+        .collect();
+    take(sh, &keyed, caller).await?;
     let Some(max) = route.max_concurrency else {
         return Ok(None);
     };
@@ -105,19 +89,13 @@ pub async fn admit(
     Ok(Some(guard))
 }
 
-async fn take_tokens(
-    sh: &Shared,
-    snap: &Snapshot,
-    route: &Route,
-    tool: Option<&str>,
-    caller: u64,
-) -> Result<(), Refusal> {
+/// Takes one token from each bucket: in the shared store when there is one and it answers,
+/// else locally; a refusal is counted by the bucket's scope.
+async fn take(sh: &Shared, keyed: &[(Scope, &Limiter, String)], caller: u64) -> Result<(), Cause> {
+    let mut verdict = None;
     if let Some(shared) = &sh.shared_buckets {
-        let keyed: Vec<_> = buckets(snap, route, tool)
-            .map(|(scope, l)| (scope, l, shared_key(scope, route, tool, caller)))
-            .collect();
-        match shared.check(&keyed).await {
-            Ok(verdict) => return verdict,
+        match shared.check(keyed).await {
+            Ok(v) => verdict = Some(v),
             Err(e) => {
                 sh.metrics.limit_store_fallbacks.inc();
                 if shared.redis.should_log() {
@@ -126,7 +104,15 @@ async fn take_tokens(
             }
         }
     }
-    check_local(snap, route, tool, caller)
+    let verdict =
+        verdict.unwrap_or_else(|| take_local(keyed.iter().map(|(s, l, _)| (*s, *l)), caller));
+    verdict.map_err(|refusal| {
+        sh.metrics
+            .rate_limited
+            .with_label_values(&[refusal.scope.as_str()])
+            .inc();
+        Cause::RateLimited(refusal)
+    })
 }
 
 #[cfg(test)]
@@ -153,16 +139,16 @@ mod tests {
     fn the_route_bucket_refuses_past_its_burst_per_caller() {
         let snap = snapshot();
         let route = snap.route("alpha").unwrap();
-        assert!(check_local(&snap, route, Some("look"), 1).is_ok());
-        assert!(check_local(&snap, route, Some("look"), 1).is_ok());
-        let refusal = check_local(&snap, route, Some("look"), 1).unwrap_err();
+        assert!(take_local(buckets(&snap, route, Some("look")), 1).is_ok());
+        assert!(take_local(buckets(&snap, route, Some("look")), 1).is_ok());
+        let refusal = take_local(buckets(&snap, route, Some("look")), 1).unwrap_err();
         assert_eq!(refusal.scope, Scope::Route);
         assert!(
-            check_local(&snap, route, Some("look"), 2).is_ok(),
+            take_local(buckets(&snap, route, Some("look")), 2).is_ok(),
             "another caller"
         );
         assert_eq!(
-            shared_key(Scope::Tool, route, Some("ship"), 255),
+            shared_key(Scope::Tool, &route.name, Some("ship"), 255),
             "mcp-edge:bucket:tool:alpha:ship:00000000000000ff"
         );
     }

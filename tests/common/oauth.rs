@@ -3,7 +3,11 @@
 
 use super::idp::{CLIENT_ID, CLIENT_SECRET, Idp};
 use super::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -85,4 +89,87 @@ pub fn oauth_gateway(idp: &Idp, upstream: &str, extra: &str) -> Gateway {
             .unwrap();
         },
     )
+}
+
+pub const VERIFIER: &str = "verifier-verifier-verifier-verifier-verifier";
+
+pub async fn register(web: &reqwest::Client, gw: &Gateway, redirect: &str) -> String {
+    let reg: Value = web
+        .post(format!("{}/oauth/register", gw.base))
+        .json(&json!({"redirect_uris": [redirect], "client_name": "Some Client"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reg["client_id"].as_str().unwrap().to_string()
+}
+
+pub fn authorize(gw: &Gateway, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
+    let mut u = url::Url::parse(&format!("{}/oauth/authorize", gw.base)).unwrap();
+    u.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "s");
+    for (k, v) in extra {
+        u.query_pairs_mut().append_pair(k, v);
+    }
+    u.to_string()
+}
+
+pub fn cookie(r: &reqwest::Response, name: &str) -> String {
+    set_cookies(r)
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap()
+}
+
+/// Consents in a fresh browser: the redirect to the IdP and that browser's flow cookie.
+pub async fn consent(
+    web: &reqwest::Client,
+    gw: &Gateway,
+    client_id: &str,
+    extra: &[(&str, &str)],
+) -> (String, String) {
+    let mut params = vec![("response_type", "code")];
+    params.extend_from_slice(extra);
+    let page = web
+        .get(authorize(gw, client_id, REDIRECT, &params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "an unknown client needs consent first");
+    let csrf = cookie(&page, "__Host-mcp-edge-csrf");
+    let html = page.text().await.unwrap();
+    let consented = web
+        .post(format!("{}/oauth/consent", gw.base))
+        .header("cookie", csrf)
+        .form(&[
+            ("request", hidden(&html, "request")),
+            ("csrf", hidden(&html, "csrf")),
+            ("decision", "allow".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consented.status(), 302);
+    let flow = cookie(&consented, "__Host-mcp-edge-flow");
+    (
+        consented.headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_string(),
+        flow,
+    )
+}
+
+/// The IdP's redirect back to the gateway's callback for a login link.
+pub async fn through_idp(web: &reqwest::Client, to_idp: &str) -> String {
+    let back = web.get(to_idp).send().await.unwrap();
+    assert_eq!(back.status(), 302, "the IdP signs the user in");
+    back.headers()["location"].to_str().unwrap().to_string()
 }
