@@ -32,8 +32,7 @@ async fn broken_upstream(reply: &'static [u8]) -> String {
 }
 
 fn refused_url() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    format!("http://{}/mcp", l.local_addr().expect("addr"))
+    format!("http://127.0.0.1:{}/mcp", free_port())
 }
 
 fn call(id: u32, tool: &str, args: Value) -> String {

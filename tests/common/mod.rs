@@ -178,11 +178,21 @@ impl Gateway {
 }
 
 /// A loopback port free right now.
+/// A free loopback port, never one handed out before in this test process: a port is free from
+/// when it is picked until the process it is for binds it, and tests running in parallel must
+/// not pick the same one meanwhile (two gateways sharing a port would split its connections).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The body cap every test gateway runs with.

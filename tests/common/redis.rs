@@ -20,11 +20,7 @@ impl Drop for Redis {
 
 /// A throwaway redis-server on a free loopback port (Debian's `redis-server`, installed by .ci/run).
 pub fn start() -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::free_port();
     let child = Command::new("redis-server")
         .args([
             "--bind",
