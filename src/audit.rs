@@ -8,6 +8,7 @@
 pub mod chain;
 mod jsonl;
 mod postgres;
+pub mod verify;
 
 use crate::config::raw::WhenFull;
 use crate::config::snapshot::{AuditSettings, SinkSettings};
@@ -45,8 +46,12 @@ pub struct Pending {
 /// One audit record as written.
 #[derive(Debug, Serialize)]
 pub struct Record {
-    /// Hash of the previous record in the same sink (the chain).
+    /// Chain value of the previous record in the same sink.
     pub prev: String,
+    /// Position in the sink's chain (1 for the first record ever).
+    pub seq: u64,
+    /// Id of the chain key this record is under.
+    pub key: String,
     pub time: String,
     pub request_id: Option<String>,
     pub session: Option<String>,
@@ -121,10 +126,19 @@ impl Audit {
                     dir,
                     max_file_bytes,
                     fsync,
-                } => sinks.push(Box::new(
-                    jsonl::JsonlSink::open(dir, *max_file_bytes, *fsync)
-                        .map_err(|e| format!("audit sink jsonl {}: {e}", dir.display()))?,
-                )),
+                    anchor,
+                } => {
+                    if anchor.is_none() {
+                        log::warn!(
+                            "audit sink jsonl {}: no `anchor` file: the chain head is published only as a metric",
+                            dir.display()
+                        );
+                    }
+                    sinks.push(Box::new(
+                        jsonl::JsonlSink::open(dir, *max_file_bytes, *fsync, anchor.clone())
+                            .map_err(|e| format!("audit sink jsonl {}: {e}", dir.display()))?,
+                    ))
+                }
                 SinkSettings::Postgres {
                     url,
                     retention_days,
@@ -140,11 +154,22 @@ impl Audit {
             log::warn!("audit.hmac_key is not set: argument HMACs compare only within this run");
             rand::random::<[u8; 32]>().to_vec()
         });
+        let chain = Chain {
+            key: chain::ChainKey::new(
+                settings
+                    .chain_key
+                    .as_deref()
+                    .ok_or("audit.chain_key is not set")?,
+            ),
+            every: settings.anchor_records,
+            interval: settings.anchor_interval,
+            sinks: sinks.into_iter().map(ChainedSink::new).collect(),
+        };
         let (tx, rx) = mpsc::channel(settings.queue);
         let depth = tx.clone();
         let writer = std::thread::Builder::new()
             .name("mcp-edge audit".into())
-            .spawn(move || runtime.block_on(write_loop(rx, sinks, key, metrics, depth)))
+            .spawn(move || runtime.block_on(write_loop(rx, chain, key, metrics, depth)))
             .map_err(|e| e.to_string())?;
         Ok(Self {
             tx: Some(tx),
@@ -188,34 +213,126 @@ impl Audit {
     }
 }
 
-/// Where records go. `write` returns only when the batch is stored (it retries on its own).
+/// Where records go. `write` returns only when the lines are stored (it retries on its own).
 #[async_trait::async_trait]
 trait Sink: Send {
-    async fn write(&mut self, records: &mut [Record], metrics: &Metrics);
+    /// The label of this sink in metrics.
+    fn name(&self) -> &'static str;
+    /// Where the stored chain ends (at open).
+    fn head(&self) -> chain::Head;
+    async fn write(&mut self, records: &[Chained], metrics: &Metrics);
+    /// Publishes the chain head outside the trail. Failures are logged; the next anchor retries.
+    async fn anchor(&mut self, anchor: &chain::Anchor);
     async fn housekeeping(&mut self) {}
+}
+
+/// A record with its place in one sink's chain.
+pub struct Chained {
+    pub record: Record,
+    pub line: String,
+    pub hash: String,
+}
+
+/// One sink and where its chain and its anchor stand.
+struct ChainedSink {
+    sink: Box<dyn Sink>,
+    head: chain::Head,
+    /// Records written since the last anchor.
+    unanchored: u64,
+}
+
+impl ChainedSink {
+    fn new(sink: Box<dyn Sink>) -> Self {
+        Self {
+            head: sink.head(),
+            sink,
+            unanchored: 0,
+        }
+    }
+}
+
+/// The writer's state: the chain key, the anchor cadence and the sinks.
+struct Chain {
+    key: chain::ChainKey,
+    every: u64,
+    interval: Duration,
+    sinks: Vec<ChainedSink>,
+}
+
+impl Chain {
+    async fn write(&mut self, pending: &[Pending], shape_key: &[u8], metrics: &Metrics) {
+        for s in &mut self.sinks {
+            let mut head = s.head.clone();
+            let records: Vec<Chained> = pending
+                .iter()
+                .map(|p| {
+                    let mut record = shape(p, shape_key);
+                    let (line, next) = chain::link(&mut record, &head, &self.key);
+                    let hash = next.hash.clone();
+                    head = next;
+                    Chained { record, line, hash }
+                })
+                .collect();
+            s.sink.write(&records, metrics).await;
+            let name = s.sink.name();
+            let _ = metrics
+                .audit_chain_head
+                .remove_label_values(&[name, &s.head.hash]);
+            s.head = head;
+            metrics
+                .audit_chain_head
+                .with_label_values(&[name, &s.head.hash])
+                .set(s.head.seq as i64);
+            s.unanchored += records.len() as u64;
+            if s.unanchored >= self.every {
+                Self::anchor(s, &self.key).await;
+            }
+        }
+    }
+
+    /// Anchors every sink with records written since its last anchor.
+    async fn anchor_all(&mut self) {
+        for s in &mut self.sinks {
+            if s.unanchored > 0 {
+                Self::anchor(s, &self.key).await;
+            }
+        }
+    }
+
+    async fn anchor(s: &mut ChainedSink, key: &chain::ChainKey) {
+        let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        s.sink.anchor(&chain::Anchor::new(&s.head, time, key)).await;
+        s.unanchored = 0;
+    }
 }
 
 async fn write_loop(
     mut rx: mpsc::Receiver<Message>,
-    mut sinks: Vec<Box<dyn Sink>>,
+    mut chain: Chain,
     key: Vec<u8>,
     metrics: Arc<Metrics>,
     depth: mpsc::Sender<Message>,
 ) {
     let mut batch = Vec::with_capacity(512);
     let mut housekeeping = tokio::time::interval(Duration::from_secs(3600));
+    let mut anchoring = tokio::time::interval(chain.interval);
     loop {
         batch.clear();
         let n = tokio::select! {
             n = rx.recv_many(&mut batch, 512) => n,
+            _ = anchoring.tick() => {
+                chain.anchor_all().await;
+                continue;
+            }
             _ = housekeeping.tick() => {
-                for sink in &mut sinks {
-                    sink.housekeeping().await;
+                for s in &mut chain.sinks {
+                    s.sink.housekeeping().await;
                 }
                 continue;
             }
         };
         if n == 0 {
+            chain.anchor_all().await;
             return;
         }
         let finish = batch.iter().any(|m| matches!(m, Message::Finish));
@@ -230,12 +347,10 @@ async fn write_loop(
             .audit_queue_depth
             .set((depth.max_capacity() - depth.capacity()) as i64);
         if !pending.is_empty() {
-            for sink in &mut sinks {
-                let mut records: Vec<Record> = pending.iter().map(|p| shape(p, &key)).collect();
-                sink.write(&mut records, &metrics).await;
-            }
+            chain.write(&pending, &key, &metrics).await;
         }
         if finish && rx.is_empty() {
+            chain.anchor_all().await;
             return;
         }
     }
@@ -275,6 +390,8 @@ fn shape(p: &Pending, key: &[u8]) -> Record {
     let caller = p.caller.as_deref();
     Record {
         prev: String::new(),
+        seq: 0,
+        key: String::new(),
         time: humantime::format_rfc3339_millis(p.at).to_string(),
         request_id: p.request_id.clone(),
         session: p.session.map(|s| format!("{s:032x}")),
@@ -330,19 +447,20 @@ fn shape_at(v: &Value, key: &[u8], depth: usize) -> Value {
                 Value::Number(_) => "number",
                 _ => "string",
             };
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable_mac());
-            mac.update(leaf.to_string().as_bytes());
-            let digest = mac.finalize().into_bytes();
+            let digest = hmac(key, leaf.to_string().as_bytes());
             let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
             serde_json::json!({"type": kind, "hmac": hex})
         }
     }
 }
 
-#[allow(clippy::expect_used)]
-fn unreachable_mac() -> Hmac<Sha256> {
-    // HMAC accepts keys of any length; this cannot fail.
-    Hmac::<Sha256>::new_from_slice(&[0]).expect("hmac key")
+/// HMAC-SHA256 of `bytes` under `key`.
+pub(crate) fn hmac(key: &[u8], bytes: &[u8]) -> [u8; 32] {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
+    mac.update(bytes);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

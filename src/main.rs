@@ -58,8 +58,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of JSONL audit files; say where it breaks.
+    /// Check the keyed chain of an audit trail (JSONL files in order, oldest first) and, with
+    /// an anchor, that its tail was not cut; say where it breaks.
     Verify {
+        /// File holding a chain key (`audit.chain_key`); repeat for the keys before a rotation.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// The anchor file (or the anchor exported from `mcp_edge_audit_anchor`).
+        #[arg(long)]
+        anchor: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -97,33 +104,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         },
         Command::Demo { listen } => demo(&listen),
         Command::Audit {
-            command: AuditCommand::Verify { files },
+            command:
+                AuditCommand::Verify {
+                    keys,
+                    anchor,
+                    files,
+                },
         } => {
-            let mut ok = true;
-            for file in files {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                match mcp_edge::audit::chain::verify(text.lines()) {
-                    mcp_edge::audit::chain::Verdict::Intact {
-                        records,
-                        starts_after,
-                    } => {
-                        let after = if starts_after.is_empty() {
-                            "the start of the trail".to_string()
-                        } else {
-                            format!("record {starts_after}")
-                        };
-                        println!(
-                            "{}: {records} records, chain intact (follows {after})",
-                            file.display()
-                        );
-                    }
-                    mcp_edge::audit::chain::Verdict::Broken { line, why } => {
-                        println!("{}:{line}: {why}", file.display());
-                        ok = false;
-                    }
-                }
-            }
+            let (ok, report) = mcp_edge::audit::verify::run(&files, &keys, anchor.as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?;
+            print!("{report}");
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub audit_write_errors: IntCounterVec,
     /// Calls refused because the audit queue was full (`when_full: refuse`).
     pub audit_refused: IntCounter,
+    /// The head of each sink's audit chain: one series, labelled with the chain value, whose
+    /// value is the record's sequence number (a published anchor).
+    pub audit_chain_head: IntGaugeVec,
     pub sessions_opened: IntCounter,
     pub sessions_ended: IntCounter,
     pub open_streams: IntGauge,
@@ -178,6 +181,17 @@ impl Metrics {
         registry
             .register(Box::new(upstream_up.clone()))
             .expect("register");
+        let audit_chain_head = IntGaugeVec::new(
+            Opts::new(
+                "mcp_edge_audit_chain_head",
+                "Sequence number of the last audit record written, labelled with its chain value, by sink",
+            ),
+            &["sink", "hash"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(audit_chain_head.clone()))
+            .expect("register");
         Self {
             registry,
             requests,
@@ -194,6 +208,7 @@ impl Metrics {
             audit_written,
             audit_write_errors,
             audit_refused,
+            audit_chain_head,
             sessions_opened,
             sessions_ended,
             open_streams,

@@ -14,10 +14,40 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "top-secret-value-4711";
 
-fn audit_yaml(dir: &Path, pg: Option<&Postgres>) -> String {
+const CHAIN_KEY: &str = "audit-chain-key-for-tests-42";
+
+/// Where a test's trail lives: the JSONL directory, and apart from it the anchor and the key.
+struct Trail {
+    dir: tempfile::TempDir,
+    apart: tempfile::TempDir,
+}
+
+impl Trail {
+    fn new() -> Self {
+        let t = Self {
+            dir: tempfile::tempdir().unwrap(),
+            apart: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(t.key(), format!("{CHAIN_KEY}\n")).unwrap();
+        t
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn key(&self) -> PathBuf {
+        self.apart.path().join("chain.key")
+    }
+    fn anchor(&self) -> PathBuf {
+        self.apart.path().join("audit.anchor")
+    }
+}
+
+fn audit_yaml(trail: &Trail, pg: Option<&Postgres>) -> String {
     let mut y = format!(
-        "audit:\n  hmac_key: audit-test-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: always }}\n",
-        dir.display()
+        "audit:\n  hmac_key: audit-test-key-0123456789\n  chain_key: ${{file:{}}}\n  sinks:\n    - jsonl: {{ dir: {}, fsync: always, anchor: {} }}\n",
+        trail.key().display(),
+        trail.path().display(),
+        trail.anchor().display()
     );
     if let Some(pg) = pg {
         y.push_str(&format!(
@@ -55,16 +85,45 @@ async fn pg_lines(pg: &Postgres) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn verify_cli(file: &Path) -> (bool, String) {
+/// `mcp-edge audit verify` with these arguments: success, and stdout followed by stderr.
+fn verify_cli(args: &[&Path]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
         .args(["audit", "verify"])
-        .arg(file)
+        .args(args)
         .output()
         .unwrap();
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
     )
+}
+
+/// What someone with write access but without the key could do: drop records and re-chain the
+/// rest (sequence numbers, links and chain values recomputed under a key they made up).
+fn rechain_without_key(lines: &[String]) -> Vec<String> {
+    use hmac::Mac;
+    let mut prev = String::new();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v = record(l);
+            v.as_object_mut().unwrap().remove("hash");
+            v["prev"] = json!(prev);
+            v["seq"] = json!(i + 1);
+            let body = v.to_string();
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"a guessed key").unwrap();
+            mac.update(body.as_bytes());
+            let hash: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            prev = hash.clone();
+            format!("{{\"hash\":\"{hash}\",{}", &body[1..])
+        })
+        .collect()
 }
 
 fn record(line: &str) -> Value {
@@ -75,7 +134,7 @@ fn record(line: &str) -> Value {
 async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values() {
     let pg = Postgres::start();
     let alpha = spawn_upstream("alpha").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Trail::new();
     let dead = format!("http://127.0.0.1:{}/mcp", free_port());
     let mut gw = Gateway::start(Setup {
         routes: vec![
@@ -86,7 +145,7 @@ async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values(
             ),
             ("dead", dead, "  timeout: 2s"),
         ],
-        extra: &audit_yaml(dir.path(), Some(&pg)),
+        extra: &audit_yaml(&dir, Some(&pg)),
     });
     let raw = Raw::open(&gw.url).await;
     let call = |id: u64, tool: &str, args: Value| {
@@ -107,6 +166,21 @@ async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values(
     raw.rpc(call(6, "alpha__large", json!({"bytes": 1}))).await;
     raw.rpc(call(7, "alpha__large", json!({"bytes": 1}))).await;
     raw.rpc(r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#).await;
+    // The head is published as a metric: seven records, labelled with the last chain value.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let published = loop {
+        let text = gw.metrics_text().await;
+        let head = text
+            .lines()
+            .find(|l| l.starts_with("mcp_edge_audit_chain_head{") && l.contains("sink=\"jsonl\""))
+            .unwrap_or_default()
+            .to_string();
+        if head.ends_with(" 7") || Instant::now() > deadline {
+            break head;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(published.ends_with(" 7"), "chain head metric: {published}");
     assert!(gw.terminate().success(), "graceful stop");
 
     let lines = jsonl_lines(dir.path());
@@ -179,22 +253,67 @@ async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values(
             "an argument value reached the audit trail"
         );
     }
+    // PostgreSQL keeps its own chain and its anchor row, under the same key.
+    let pg_anchor: String = pg
+        .client()
+        .await
+        .query_one(
+            "SELECT anchor FROM mcp_edge_audit_anchor WHERE sink = 'postgres'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let pg_anchor: mcp_edge::audit::chain::Anchor = serde_json::from_str(&pg_anchor).unwrap();
+    let key = mcp_edge::audit::chain::ChainKey::new(CHAIN_KEY.as_bytes());
     assert!(matches!(
-        mcp_edge::audit::chain::verify(pg_rows.iter().map(String::as_str)),
-        mcp_edge::audit::chain::Verdict::Intact { records: 7, .. }
+        mcp_edge::audit::chain::verify(
+            pg_rows.iter().map(String::as_str),
+            &[key],
+            Some(&pg_anchor)
+        ),
+        mcp_edge::audit::chain::Verdict::Intact {
+            records: 7,
+            anchored: Some(7),
+            ..
+        }
     ));
 
-    // The chain: intact as written, broken by an edit, a deletion or a reordering.
+    // The metric named the last record's chain value.
+    let last_hash = lines[6][9..73].to_string();
+    assert!(
+        published.contains(&format!("hash=\"{last_hash}\"")),
+        "{published}"
+    );
+
+    // The chain, with the key and the anchor: intact as written; an edit, a deletion, a
+    // reordering, a cut tail, a re-chaining without the key and a forged anchor are all caught.
     let file = std::fs::read_dir(dir.path())
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .path();
-    let (ok, out) = verify_cli(&file);
+    let (key_file, anchor) = (dir.key(), dir.anchor());
+    let (ok, out) = verify_cli(&[
+        Path::new("--key"),
+        &key_file,
+        Path::new("--anchor"),
+        &anchor,
+        &file,
+    ]);
     assert!(ok, "{out}");
-    assert!(out.contains("7 records, chain intact"), "{out}");
-    let tampered = dir.path().join("tampered.jsonl");
+    assert!(
+        out.contains("7 records, chain intact (seq 1..7, follows the start of the trail)"),
+        "{out}"
+    );
+    assert!(out.contains("(seq 7) matches"), "{out}");
+    let (ok, out) = verify_cli(&[&file]);
+    assert!(!ok && out.contains("--key"), "no key, no verdict: {out}");
+
+    let tampered = dir.apart.path().join("tampered.jsonl");
+    let mut without_refusals = lines.clone();
+    without_refusals.retain(|l| !l.contains("\"decision\":\"refused\""));
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
         (
             "edited",
@@ -203,7 +322,7 @@ async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values(
                 l[2] = l[2].replace("refused", "allowed");
                 l
             },
-            ":3: the record was altered",
+            ":3: the record was altered or re-chained without the key",
         ),
         (
             "deleted",
@@ -223,23 +342,108 @@ async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values(
             },
             ":2: the chain is broken",
         ),
+        (
+            "truncated",
+            lines[..5].to_vec(),
+            "the trail ends at seq 5 but the anchor",
+        ),
+        (
+            "re-chained",
+            rechain_without_key(&without_refusals),
+            ":1: the record was altered or re-chained without the key",
+        ),
     ];
     for (what, content, expected) in cases {
         std::fs::write(&tampered, content.join("\n") + "\n").unwrap();
-        let (ok, out) = verify_cli(&tampered);
-        assert!(!ok, "{what} went unnoticed");
+        let (ok, out) = verify_cli(&[
+            Path::new("--key"),
+            &key_file,
+            Path::new("--anchor"),
+            &anchor,
+            &tampered,
+        ]);
+        assert!(!ok, "{what} went unnoticed: {out}");
         assert!(out.contains(expected), "{what}: {out}");
     }
+    let forged = dir.apart.path().join("forged.anchor");
+    let text = std::fs::read_to_string(&anchor).unwrap();
+    std::fs::write(&forged, text.replace("\"seq\":7", "\"seq\":5")).unwrap();
+    let (ok, out) = verify_cli(&[
+        Path::new("--key"),
+        &key_file,
+        Path::new("--anchor"),
+        &forged,
+        &file,
+    ]);
+    assert!(
+        !ok && out.contains("the anchor was altered"),
+        "forged anchor: {out}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_chain_key_verifies_with_the_old_and_the_new_key() {
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let dir = Trail::new();
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"x"}}}"#;
+    let run = |extra: String| {
+        let routes = vec![("alpha", alpha.url.clone(), "")];
+        async move {
+            let mut gw = Gateway::start(Setup {
+                routes,
+                extra: &extra,
+            });
+            let raw = Raw::open(&gw.url).await;
+            for _ in 0..3 {
+                assert_eq!(raw.rpc(call).await.0, 200);
+            }
+            assert!(gw.terminate().success());
+        }
+    };
+    run(audit_yaml(&dir, None)).await;
+    // Rotation: the new key in the config, the old one kept for verifying; the chain goes on.
+    let new_key = dir.apart.path().join("new.key");
+    std::fs::write(&new_key, "the-next-chain-key-0987654321").unwrap();
+    run(audit_yaml(&dir, None).replace(
+        &dir.key().display().to_string(),
+        &new_key.display().to_string(),
+    ))
+    .await;
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // Given newest first: verify puts them in chain order itself.
+    files.sort();
+    files.reverse();
+    let (old_key, anchor) = (dir.key(), dir.anchor());
+    let mut args: Vec<&Path> = vec![
+        Path::new("--key"),
+        &old_key,
+        Path::new("--key"),
+        &new_key,
+        Path::new("--anchor"),
+        &anchor,
+    ];
+    args.extend(files.iter().map(PathBuf::as_path));
+    let (ok, out) = verify_cli(&args);
+    assert!(ok, "{out}");
+    assert!(out.contains("6 records, chain intact (seq 1..6"), "{out}");
+    assert!(out.contains("(seq 6) matches"), "{out}");
+    // The new key alone does not vouch for the records written under the old one.
+    let (ok, out) = verify_cli(&args[2..]);
+    assert!(!ok && out.contains(":1: the record is under key"), "{out}");
 }
 
 #[tokio::test]
 async fn a_graceful_stop_under_load_loses_no_record() {
     let pg = Postgres::start();
     let alpha = spawn_upstream("alpha").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Trail::new();
     let mut gw = Gateway::start(Setup {
         routes: vec![("alpha", alpha.url.clone(), "")],
-        extra: &audit_yaml(dir.path(), Some(&pg)),
+        extra: &audit_yaml(&dir, Some(&pg)),
     });
     let clients = 8;
     let per_client = 40;
@@ -283,7 +487,7 @@ async fn postgres_down_at_start_refuses_to_start() {
         &conf,
         format!(
             "listen: 127.0.0.1:0\npublic_url: http://127.0.0.1\nroutes_dir: routes\nadmin: {{ listen: 127.0.0.1:0 }}\n\
-             audit:\n  sinks:\n    - postgres: {{ url: \"host=127.0.0.1 port={closed} user=postgres password=hunter2\" }}\n"
+             audit:\n  chain_key: audit-chain-key-0123456789\n  sinks:\n    - postgres: {{ url: \"host=127.0.0.1 port={closed} user=postgres password=hunter2\" }}\n"
         ),
     )
     .unwrap();
@@ -305,10 +509,10 @@ async fn postgres_down_at_start_refuses_to_start() {
 async fn records_wait_for_postgres_and_land_when_it_returns() {
     let mut pg = Postgres::start();
     let alpha = spawn_upstream("alpha").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Trail::new();
     let gw = Gateway::start(Setup {
         routes: vec![("alpha", alpha.url.clone(), "")],
-        extra: &audit_yaml(dir.path(), Some(&pg)),
+        extra: &audit_yaml(&dir, Some(&pg)),
     });
     let raw = Raw::open(&gw.url).await;
     let call = |i: u64| {
@@ -359,8 +563,8 @@ async fn records_wait_for_postgres_and_land_when_it_returns() {
 async fn a_full_queue_refuses_new_calls_rather_than_drop_records() {
     let mut pg = Postgres::start();
     let alpha = spawn_upstream("alpha").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let extra = audit_yaml(dir.path(), Some(&pg))
+    let dir = Trail::new();
+    let extra = audit_yaml(&dir, Some(&pg))
         .replace("audit:\n", "audit:\n  queue: 2\n  when_full: refuse\n");
     let gw = Gateway::start(Setup {
         routes: vec![("alpha", alpha.url.clone(), "")],

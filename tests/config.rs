@@ -73,7 +73,7 @@ fn check_reports_every_error_with_file_and_path() {
     std::fs::create_dir_all(&routes).expect("mkdir");
     std::fs::write(
         conf.join("mcp-edge.yaml"),
-        "listen: nowhere\npublic_url: ftp://example.com\nsessions:\n  keys: [short]\n",
+        "listen: nowhere\npublic_url: ftp://example.com\nsessions:\n  keys: [short]\naudit:\n  sinks:\n    - jsonl: { dir: audit }\n",
     )
     .expect("write");
     std::fs::write(
@@ -109,6 +109,7 @@ fn check_reports_every_error_with_file_and_path() {
         "mcp-edge.yaml: listen: `nowhere` is not an ip:port address",
         "mcp-edge.yaml: public_url: `ftp://example.com` is not an http(s) URL",
         "mcp-edge.yaml: sessions.keys[0]: must be 32 random bytes",
+        "mcp-edge.yaml: audit.chain_key: required when there are audit sinks",
         "a.yaml:4:1: acess: unknown field `acess`, expected one of",
         "b.yaml: name: `Bad_Name` must be 1-32 characters",
         "b.yaml: upstream.url: scheme `ftp` is not supported",

@@ -1,8 +1,10 @@
-//! JSON lines in a directory: `audit-YYYYMMDD-HHMMSS.jsonl`, a new file per UTC day and past a
+//! JSON lines in a directory: `audit-YYYYMMDD-HHMMSS.jsonl` (`…_001.jsonl` for a second one in the
+//! same second; names sort bytewise in writing order), a new file per UTC day and past a
 //! size; the chain continues across files and restarts (the newest file's last hash is read at
-//! open). `fsync` decides when a batch is on disk.
+//! open). `fsync` decides when a batch is on disk. The chain head is published to an anchor
+//! file (written whole and renamed into place), kept apart from the trail.
 
-use super::{Record, Sink, chain};
+use super::{Chained, Sink, chain};
 use crate::config::raw::Fsync;
 use crate::metrics::Metrics;
 use std::fs::{File, OpenOptions};
@@ -15,7 +17,8 @@ pub struct JsonlSink {
     max: u64,
     fsync: Fsync,
     file: Option<(File, String, u64)>,
-    prev: String,
+    head: chain::Head,
+    anchor: Option<PathBuf>,
     last_sync: Instant,
 }
 
@@ -41,9 +44,14 @@ fn newest(dir: &Path) -> std::io::Result<Option<PathBuf>> {
 }
 
 impl JsonlSink {
-    pub fn open(dir: &Path, max: u64, fsync: Fsync) -> std::io::Result<Self> {
+    pub fn open(
+        dir: &Path,
+        max: u64,
+        fsync: Fsync,
+        anchor: Option<PathBuf>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut prev = String::new();
+        let mut head = chain::Head::default();
         if let Some(last) = newest(dir)? {
             let reader = BufReader::new(File::open(&last)?);
             if let Some(line) = reader
@@ -52,9 +60,9 @@ impl JsonlSink {
                 .filter(|l| !l.trim().is_empty())
                 .last()
             {
-                prev = chain::claimed_hash(&line).ok_or_else(|| {
+                head = chain::resume(&line).ok_or_else(|| {
                     std::io::Error::other(format!(
-                        "{} does not end with an audit record",
+                        "{} does not end with a keyed audit record (move it away to start a new chain)",
                         last.display()
                     ))
                 })?;
@@ -65,7 +73,8 @@ impl JsonlSink {
             max,
             fsync,
             file: None,
-            prev,
+            head,
+            anchor,
             last_sync: Instant::now(),
         })
     }
@@ -79,9 +88,10 @@ impl JsonlSink {
         };
         if stale {
             let mut path = self.dir.join(format!("audit-{day}-{time}.jsonl"));
+            // A second file in the same second sorts after the first (`_` > `.`, bytewise).
             let mut n = 1;
             while path.exists() {
-                path = self.dir.join(format!("audit-{day}-{time}-{n}.jsonl"));
+                path = self.dir.join(format!("audit-{day}-{time}_{n:03}.jsonl"));
                 n += 1;
             }
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -96,14 +106,11 @@ impl JsonlSink {
         }
     }
 
-    fn append(&mut self, records: &mut [Record]) -> std::io::Result<()> {
-        let mut prev = self.prev.clone();
-        let mut out = String::new();
-        for r in records.iter_mut() {
-            let (line, hash) = chain::link(r, &prev);
-            out.push_str(&line);
+    fn append(&mut self, records: &[Chained]) -> std::io::Result<()> {
+        let mut out = String::with_capacity(records.iter().map(|r| r.line.len() + 1).sum());
+        for r in records {
+            out.push_str(&r.line);
             out.push('\n');
-            prev = hash;
         }
         let fsync = self.fsync;
         let due = self.last_sync.elapsed() >= Duration::from_secs(1);
@@ -113,14 +120,42 @@ impl JsonlSink {
             file.sync_data()?;
             self.last_sync = Instant::now();
         }
-        self.prev = prev;
         Ok(())
+    }
+
+    /// Writes the anchor beside its final name and renames it into place, so a reader sees the
+    /// previous anchor or the new one, never a half-written one.
+    fn write_anchor(&self, path: &Path, anchor: &chain::Anchor) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut file = File::create(&tmp)?;
+        file.write_all(anchor.to_json().as_bytes())?;
+        file.write_all(b"\n")?;
+        if self.fsync != Fsync::Never {
+            file.sync_data()?;
+        }
+        std::fs::rename(&tmp, path)
     }
 }
 
 #[async_trait::async_trait]
 impl Sink for JsonlSink {
-    async fn write(&mut self, records: &mut [Record], metrics: &Metrics) {
+    fn name(&self) -> &'static str {
+        "jsonl"
+    }
+
+    fn head(&self) -> chain::Head {
+        self.head.clone()
+    }
+
+    async fn anchor(&mut self, anchor: &chain::Anchor) {
+        if let Some(path) = &self.anchor
+            && let Err(e) = self.write_anchor(path, anchor)
+        {
+            log::error!("audit anchor {}: {e}", path.display());
+        }
+    }
+
+    async fn write(&mut self, records: &[Chained], metrics: &Metrics) {
         loop {
             match self.append(records) {
                 Ok(()) => {

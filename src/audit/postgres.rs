@@ -1,14 +1,17 @@
 //! PostgreSQL for fleets: the schema is migrated at open (the gateway does not start if that
 //! fails), batches go in one multi-row insert, a lost connection is retried until the records
 //! land (they wait in the queue meanwhile), and a retention setting deletes old records hourly.
+//! The chain head is published to `mcp_edge_audit_anchor` (one row per sink, the anchor as text:
+//! export it beside the trail to verify; retention never deletes it).
 
-use super::{Record, Sink, chain};
+use super::{Chained, Sink, chain};
 use crate::metrics::Metrics;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE mcp_edge_audit (
     seq        bigserial PRIMARY KEY,
     at         timestamptz NOT NULL,
@@ -26,14 +29,22 @@ CREATE TABLE mcp_edge_audit (
 CREATE INDEX mcp_edge_audit_subject ON mcp_edge_audit (subject, at);
 CREATE INDEX mcp_edge_audit_route_target ON mcp_edge_audit (route, target, at);
 CREATE INDEX mcp_edge_audit_at ON mcp_edge_audit (at);
-"];
+",
+    r"
+CREATE TABLE mcp_edge_audit_anchor (
+    sink   text PRIMARY KEY,
+    at     timestamptz NOT NULL DEFAULT now(),
+    anchor text NOT NULL
+);
+",
+];
 
 const COLUMNS: usize = 11;
 
 pub struct PgSink {
     url: String,
     client: Option<Client>,
-    prev: String,
+    head: chain::Head,
     retention_days: Option<u32>,
     last_error_log: Option<Instant>,
 }
@@ -86,48 +97,57 @@ impl PgSink {
         tx.commit()
             .await
             .map_err(|e| format!("migration failed: {}", describe(&e)))?;
-        let prev = client
+        let last: Option<String> = client
             .query_opt(
-                "SELECT hash FROM mcp_edge_audit ORDER BY seq DESC LIMIT 1",
+                "SELECT line FROM mcp_edge_audit ORDER BY seq DESC LIMIT 1",
                 &[],
             )
             .await
             .map_err(|e| describe(&e))?
-            .map_or(String::new(), |r| r.get(0));
+            .map(|r| r.get(0));
+        let head = match last {
+            None => chain::Head::default(),
+            Some(line) => chain::resume(&line).ok_or(
+                "the last record in mcp_edge_audit is not a keyed audit record (move the table away to start a new chain)",
+            )?,
+        };
         Ok(Self {
             url: url.to_string(),
             client: Some(client),
-            prev,
+            head,
             retention_days,
             last_error_log: None,
         })
     }
 
-    async fn insert(&mut self, records: &mut [Record]) -> Result<String, String> {
+    async fn connected(&mut self) -> Result<&Client, String> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(connect(&self.url).await.map_err(|e| describe(&e))?);
         }
-        let client = self.client.as_ref().ok_or("no connection")?;
-        let mut prev = self.prev.clone();
-        let mut rows: Vec<[Option<String>; COLUMNS]> = Vec::with_capacity(records.len());
-        for r in records.iter_mut() {
-            let link_prev = prev.clone();
-            let (line, hash) = chain::link(r, &link_prev);
-            rows.push([
-                Some(r.time.clone()),
-                r.subject.clone(),
-                r.route.clone(),
-                r.target.clone(),
-                Some(r.method.clone()),
-                Some(r.decision.to_string()),
-                Some(r.outcome.clone()),
-                Some(link_prev),
-                Some(hash.clone()),
-                Some(serde_json::to_string(&r).unwrap_or_default()),
-                Some(line),
-            ]);
-            prev = hash;
-        }
+        self.client.as_ref().ok_or_else(|| "no connection".into())
+    }
+
+    async fn insert(&mut self, records: &[Chained]) -> Result<(), String> {
+        let client = self.connected().await?;
+        let rows: Vec<[Option<String>; COLUMNS]> = records
+            .iter()
+            .map(|c| {
+                let r = &c.record;
+                [
+                    Some(r.time.clone()),
+                    r.subject.clone(),
+                    r.route.clone(),
+                    r.target.clone(),
+                    Some(r.method.clone()),
+                    Some(r.decision.to_string()),
+                    Some(r.outcome.clone()),
+                    Some(r.prev.clone()),
+                    Some(c.hash.clone()),
+                    Some(serde_json::to_string(r).unwrap_or_default()),
+                    Some(c.line.clone()),
+                ]
+            })
+            .collect();
         let values: Vec<String> = (0..rows.len())
             .map(|i| {
                 let b = i * COLUMNS;
@@ -167,17 +187,42 @@ impl PgSink {
             .execute(&statement, &params)
             .await
             .map_err(|e| describe(&e))?;
-        Ok(prev)
+        Ok(())
     }
 }
 
 #[async_trait::async_trait]
 impl Sink for PgSink {
-    async fn write(&mut self, records: &mut [Record], metrics: &Metrics) {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn head(&self) -> chain::Head {
+        self.head.clone()
+    }
+
+    async fn anchor(&mut self, anchor: &chain::Anchor) {
+        let text = anchor.to_json();
+        let stored = match self.connected().await {
+            Ok(client) => client
+                .execute(
+                    "INSERT INTO mcp_edge_audit_anchor (sink, anchor) VALUES ('postgres', $1) \
+                     ON CONFLICT (sink) DO UPDATE SET anchor = EXCLUDED.anchor, at = now()",
+                    &[&text],
+                )
+                .await
+                .map_err(|e| describe(&e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            log::error!("audit anchor postgres: {e}");
+        }
+    }
+
+    async fn write(&mut self, records: &[Chained], metrics: &Metrics) {
         loop {
             match self.insert(records).await {
-                Ok(last) => {
-                    self.prev = last;
+                Ok(()) => {
                     metrics
                         .audit_written
                         .with_label_values(&["postgres"])

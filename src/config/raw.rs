@@ -153,6 +153,14 @@ pub struct RawAudit {
     /// Key of the HMACs that stand for argument values (`${env:…}`/`${file:…}`); absent: a key
     /// made at start (HMACs then compare only within one run).
     pub hmac_key: Option<String>,
+    /// Key of the chain (`${file:…}`): each record's chain value is an HMAC under it. Absent: the
+    /// `hmac_key`; required when there are sinks.
+    pub chain_key: Option<String>,
+    /// The chain head is published (anchor file or row) after this many records…
+    pub anchor_records: u64,
+    /// …or this long after a record, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub anchor_interval: Duration,
     pub sinks: Vec<RawSink>,
 }
 
@@ -162,6 +170,9 @@ impl Default for RawAudit {
             queue: 65_536,
             when_full: WhenFull::Block,
             hmac_key: None,
+            chain_key: None,
+            anchor_records: 1000,
+            anchor_interval: Duration::from_secs(1),
             sinks: Vec::new(),
         }
     }
@@ -195,6 +206,10 @@ pub struct RawJsonlSink {
     /// `always` (every batch is on disk before the next), `interval` (every second), `never`.
     #[serde(default)]
     pub fsync: Option<Fsync>,
+    /// File the chain head is published to (relative to this file); keep it off the audit
+    /// directory's storage (or ship it away) so a cut tail is found.
+    #[serde(default)]
+    pub anchor: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

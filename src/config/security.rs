@@ -322,6 +322,22 @@ pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSett
     if hmac_key.as_ref().is_some_and(|k| k.len() < 16) {
         errs.push("audit.hmac_key", "must be at least 16 bytes");
     }
+    let chain_key = raw
+        .chain_key
+        .map(|k| expand_secrets(&k, "audit.chain_key", errs, Scope::Gateway).into_bytes());
+    if chain_key.as_ref().is_some_and(|k| k.len() < 16) {
+        errs.push("audit.chain_key", "must be at least 16 bytes");
+    }
+    let chain_key = chain_key.or_else(|| hmac_key.clone());
+    if chain_key.is_none() && !raw.sinks.is_empty() {
+        errs.push(
+            "audit.chain_key",
+            "required when there are audit sinks (or `hmac_key`): the chain is keyed, so nobody without the key can re-chain an edited trail",
+        );
+    }
+    if raw.anchor_records == 0 {
+        errs.push("audit.anchor_records", "must be at least 1");
+    }
     let sinks = raw
         .sinks
         .into_iter()
@@ -331,6 +347,7 @@ pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSett
                 dir: base.join(j.dir),
                 max_file_bytes: j.max_file_bytes.unwrap_or(100 * 1024 * 1024).max(4096),
                 fsync: j.fsync.unwrap_or(Fsync::Always),
+                anchor: j.anchor.map(|a| base.join(a)),
             }),
             (None, Some(p)) => Some(SinkSettings::Postgres {
                 url: expand_secrets(
@@ -354,6 +371,9 @@ pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSett
         queue: raw.queue.max(1),
         when_full: raw.when_full,
         hmac_key,
+        chain_key,
+        anchor_records: raw.anchor_records.max(1),
+        anchor_interval: raw.anchor_interval,
         sinks,
     }
 }

@@ -100,6 +100,10 @@ pub struct AuditSettings {
     pub queue: usize,
     pub when_full: WhenFull,
     pub hmac_key: Option<Vec<u8>>,
+    /// The chain key (the `hmac_key` when not given; present whenever there are sinks).
+    pub chain_key: Option<Vec<u8>>,
+    pub anchor_records: u64,
+    pub anchor_interval: std::time::Duration,
     pub sinks: Vec<SinkSettings>,
 }
 
@@ -109,6 +113,7 @@ pub enum SinkSettings {
         dir: PathBuf,
         max_file_bytes: u64,
         fsync: Fsync,
+        anchor: Option<PathBuf>,
     },
     Postgres {
         url: String,

@@ -99,16 +99,21 @@ impl Gateway {
         self.child.wait().expect("wait")
     }
 
-    /// The value of one metric series on `/metrics` (0 when absent).
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = http()
+    /// The whole `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        http()
             .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .expect("GET /metrics")
             .text()
             .await
-            .expect("metrics text");
+            .expect("metrics text")
+    }
+
+    /// The value of one metric series on `/metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(series)
