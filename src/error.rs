@@ -13,6 +13,10 @@ pub const LIMITED: i64 = -32029;
 pub const UNAUTHORIZED: i64 = -32001;
 /// Resource not found, in the 2025 revisions (2026-07-28 uses -32602).
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
+/// 2026-07-28: a routing header is missing, repeated, malformed or does not match the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the protocol version in `_meta` is not one this path serves.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// A refusal or failure, and the request id it answers (none before the body was read).
 #[derive(Debug)]
@@ -43,6 +47,13 @@ pub enum Cause {
     UnreadableBody,
     #[error("Bad Request: HeaderMismatch: {0} does not match the request body")]
     HeaderMismatch(&'static str),
+    #[error("Invalid params: `_meta` must carry `{0}`")]
+    MissingEnvelope(&'static str),
+    #[error("Unsupported protocol version `{requested}`")]
+    VersionUnsupported { requested: String },
+    /// A method the stateless revision does not have (or removed).
+    #[error("Method not found: `{0}`")]
+    UnknownMethod(String),
     /// Not JSON (-32700) or not JSON-RPC (-32600).
     #[error("{message}")]
     Malformed { code: i64, message: &'static str },
@@ -157,6 +168,8 @@ impl GatewayError {
             // Bad params of a request that could be read are answered like any JSON-RPC error.
             Malformed { .. } if self.id.is_some() => 200,
             UnsupportedVersion(_) | UnreadableBody | HeaderMismatch(_) | Malformed { .. } => 400,
+            MissingEnvelope(_) | VersionUnsupported { .. } => 400,
+            UnknownMethod(_) => 404,
             NoSession | UnknownResponse => 400,
             AuditFull | UpstreamBusy { .. } => 503,
             Unauthenticated { .. } => 401,
@@ -186,8 +199,10 @@ impl GatewayError {
             Malformed { code, .. } | Unknown { code, .. } => *code,
             Unauthenticated { .. } | InsufficientScope { .. } | NotApproved(_) => UNAUTHORIZED,
             RateLimited(_) | UpstreamBusy { .. } => LIMITED,
-            MethodNotFound(_) => jsonrpc::METHOD_NOT_FOUND,
-            InvalidParams(_) => jsonrpc::INVALID_PARAMS,
+            MethodNotFound(_) | UnknownMethod(_) => jsonrpc::METHOD_NOT_FOUND,
+            InvalidParams(_) | MissingEnvelope(_) => jsonrpc::INVALID_PARAMS,
+            HeaderMismatch(_) => HEADER_MISMATCH,
+            VersionUnsupported { .. } => UNSUPPORTED_PROTOCOL_VERSION,
             UpstreamUnavailable(_)
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
@@ -245,6 +260,15 @@ impl GatewayError {
         let data = match &self.cause {
             Cause::RateLimited(r) => Some(serde_json::json!({"retryAfterSeconds": retry_secs(r)})),
             Cause::UpstreamBusy { .. } => Some(serde_json::json!({"retryAfterSeconds": 1})),
+            Cause::VersionUnsupported { requested } => Some(serde_json::json!({
+                "supported": crate::mcp::SUPPORTED_VERSIONS.iter().rev().collect::<Vec<_>>(),
+                "requested": requested,
+            })),
+            Cause::Unknown {
+                what: "resource",
+                name,
+                ..
+            } => Some(serde_json::json!({"uri": name})),
             _ => None,
         };
         match data {

@@ -1,6 +1,7 @@
 //! The Model Context Protocol as the gateway sees it: envelopes, SSE, sealed sessions, and the
 //! protocol revisions it speaks.
 
+pub mod era;
 pub mod jsonrpc;
 pub mod rewrite;
 pub mod session;

@@ -19,6 +19,7 @@ mod record;
 mod route;
 mod session;
 mod shared;
+mod stateless;
 pub mod transport;
 
 pub use record::finish;
@@ -145,9 +146,16 @@ async fn mcp(
         _ => return Err(Cause::MethodNotAllowed.into()),
     }
     transport::check_post_headers(s)?;
-    let header_version = transport::protocol_version(s)?;
     let body = http::read_body(s, snap.max_body_bytes).await?.freeze();
     let (msg, kind) = Message::parse(&body)?;
+    // On a per-server door the upstream checks its own revision's contract and version.
+    let modern = server.is_none()
+        && stateless::check(s, &msg, kind, http::header(s, "mcp-protocol-version"))?;
+    let header_version = if modern || server.is_some() {
+        None
+    } else {
+        transport::protocol_version(s)?
+    };
     let method = msg.method();
     ctx.method = method_label(&method);
     ctx.request_id = msg.id.map(|id| id.get().to_string());
@@ -157,8 +165,11 @@ async fn mcp(
     if let Some(route) = server {
         return through_server(sh, s, ctx, snap, &caller, route, &msg, kind, &body).await;
     }
-    session::classify(sh, s, ctx, &caller, header_version, &msg, kind).await?;
+    session::classify(sh, s, ctx, &caller, modern, header_version, &msg, kind).await?;
     let id = msg.id.unwrap_or(RawValue::NULL);
+    if modern && stateless::removed(&method) {
+        return Err(Cause::UnknownMethod(method.to_string()).to(id));
+    }
     match kind {
         Kind::Notification => {
             notify::notification(sh, ctx, snap, &caller, &msg, &method).await;
@@ -199,6 +210,7 @@ async fn mcp(
         m if route::is_routed(m) => {
             return call(sh, s, ctx, snap, &caller, &msg, &method, None).await;
         }
+        _ if modern => return Err(Cause::UnknownMethod(method.to_string()).to(id)),
         _ => return Err(Cause::MethodNotFound(method.to_string()).to(id)),
     };
     http::json(s, 200, jsonrpc::success(id, &result), &[])

@@ -311,11 +311,15 @@ fn compile_parsed(
                 );
             }
             if let Some(other) = prefixes.insert(route.prefix.clone(), src.file.clone()) {
+                let what = if route.prefix.is_empty() {
+                    "no prefix (`\"\"`)".to_string()
+                } else {
+                    format!("prefix `{}`", route.prefix)
+                };
                 errs.push(
                     "tool_prefix",
                     format!(
-                        "prefix `{}` is already used by {}; exposed names would collide",
-                        route.prefix,
+                        "{what} is already used by {}; exposed names would collide",
                         other.display()
                     ),
                 );
@@ -408,8 +412,12 @@ fn compile_route(
     }
     let security = security::compile_route_security(&raw, secrets_dir, errs);
     let prefix = raw.tool_prefix.unwrap_or_else(|| raw.name.clone());
-    if !valid_ident(&prefix) {
-        errs.push("tool_prefix", format!("`{prefix}` {IDENT}"));
+    // `""`: the route's own names, unprefixed (at most one such route: prefixes are unique).
+    if !prefix.is_empty() && !valid_ident(&prefix) {
+        errs.push(
+            "tool_prefix",
+            format!("`{prefix}` {IDENT}, or \"\" for none"),
+        );
     }
     let timeout = raw.upstream.timeout.unwrap_or(default_timeout);
     if timeout.is_zero() {

@@ -271,17 +271,45 @@ impl Snapshot {
 
     /// Resolves an exposed tool or prompt name to its route and upstream name. The prefix is
     /// looked up exactly; upstream names may themselves contain `__`.
+    /// A name that names no prefixed route belongs to the unprefixed route (`tool_prefix: ""`),
+    /// if there is one.
     pub fn resolve_name<'n>(&self, exposed: &'n str) -> Option<(&Route, &'n str)> {
-        let (prefix, rest) = exposed.split_once(NAME_SEPARATOR)?;
-        let route = self.by_prefix.get(prefix).map(|&i| &self.routes[i])?;
-        (!rest.is_empty()).then_some((route, rest))
+        self.resolve(exposed, exposed.split_once(NAME_SEPARATOR))
     }
 
-    /// Resolves an exposed resource URI (`prefix+uri`) to its route and upstream URI.
+    /// Resolves an exposed resource URI (`prefix+uri`, or the unprefixed route's own URI) to its
+    /// route and upstream URI.
     pub fn resolve_uri<'u>(&self, exposed: &'u str) -> Option<(&Route, &'u str)> {
-        let (prefix, rest) = exposed.split_once(URI_SEPARATOR)?;
-        let route = self.by_prefix.get(prefix).map(|&i| &self.routes[i])?;
-        (!rest.is_empty()).then_some((route, rest))
+        self.resolve(exposed, exposed.split_once(URI_SEPARATOR))
+    }
+
+    fn resolve<'n>(
+        &self,
+        exposed: &'n str,
+        split: Option<(&str, &'n str)>,
+    ) -> Option<(&Route, &'n str)> {
+        let prefixed = split.and_then(|(prefix, rest)| {
+            let route = self.by_prefix.get(prefix).filter(|_| !prefix.is_empty())?;
+            Some((&self.routes[*route], rest))
+        });
+        match prefixed {
+            Some((route, rest)) => (!rest.is_empty()).then_some((route, rest)),
+            None => {
+                let route = self.by_prefix.get("").map(|&i| &self.routes[i])?;
+                (!exposed.is_empty()).then_some((route, exposed))
+            }
+        }
+    }
+
+    /// Whether `exposed`, the exposed form of an entry of `route`, leads back to `route` (an
+    /// unprefixed route's name that looks like another route's is left out of lists).
+    pub fn leads_to(&self, exposed: &str, route: &Route, is_uri: bool) -> bool {
+        let found = if is_uri {
+            self.resolve_uri(exposed)
+        } else {
+            self.resolve_name(exposed)
+        };
+        found.is_some_and(|(r, _)| r.index == route.index)
     }
 
     /// `{origin}/.well-known/oauth-protected-resource{mcp_path}` (RFC 9728, path-suffixed).
@@ -327,13 +355,21 @@ pub fn upstream_for(url: &str) -> Result<Upstream, String> {
 /// The exposed form of an upstream tool or prompt name, if it is a valid MCP name
 /// (at most 64 characters of `[A-Za-z0-9_.-]`).
 pub fn expose_name(prefix: &str, upstream_name: &str) -> Option<String> {
-    let total = prefix.len() + NAME_SEPARATOR.len() + upstream_name.len();
+    let separator = if prefix.is_empty() {
+        ""
+    } else {
+        NAME_SEPARATOR
+    };
+    let total = prefix.len() + separator.len() + upstream_name.len();
     let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
     (total <= 64 && !upstream_name.is_empty() && upstream_name.chars().all(valid))
-        .then(|| format!("{prefix}{NAME_SEPARATOR}{upstream_name}"))
+        .then(|| format!("{prefix}{separator}{upstream_name}"))
 }
 
 /// The exposed form of an upstream resource URI or URI template.
 pub fn expose_uri(prefix: &str, upstream_uri: &str) -> String {
+    if prefix.is_empty() {
+        return upstream_uri.to_string();
+    }
     format!("{prefix}{URI_SEPARATOR}{upstream_uri}")
 }

@@ -242,6 +242,11 @@ pub fn failure(id: Option<&RawValue>, code: i64, message: &str) -> Vec<u8> {
 
 /// A response with its id replaced: `result`/`error` are copied as raw text.
 pub fn reid_response(msg: &Message<'_>, id: &RawValue) -> Vec<u8> {
+    response(id, msg.result, msg.error)
+}
+
+/// A response from its parts, as they are.
+pub fn response(id: &RawValue, result: Option<&RawValue>, error: Option<&RawValue>) -> Vec<u8> {
     #[derive(Serialize)]
     struct Out<'r> {
         jsonrpc: &'static str,
@@ -254,8 +259,8 @@ pub fn reid_response(msg: &Message<'_>, id: &RawValue) -> Vec<u8> {
     serde_json::to_vec(&Out {
         jsonrpc: "2.0",
         id,
-        result: msg.result,
-        error: msg.error,
+        result,
+        error,
     })
     .unwrap_or_default()
 }

@@ -2,6 +2,7 @@
 //! progress tokens upstream, mapped back in every answer, relayed upstream requests given ids
 //! that name their route, and the stateless revision's `_meta` left out toward 2025 sessions.
 
+use super::era;
 use super::jsonrpc::{self, Kind, Message, RawParams};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -33,6 +34,9 @@ pub struct Rewriter<'a> {
     pub upstream_id: &'a RawValue,
     pub client_id: &'a RawValue,
     pub client_token: Option<Box<RawValue>>,
+    /// The method, when the client speaks the stateless revision (its results are completed
+    /// as it requires); `None` for a 2025 session (2026 fields are left out).
+    pub stateless: Option<&'a str>,
 }
 
 impl Rewriter<'_> {
@@ -47,7 +51,12 @@ impl Rewriter<'_> {
                     Some(r) if is_tool_error(r) => Ending::ToolError,
                     Some(_) => Ending::Result,
                 };
-                let answer = jsonrpc::reid_response(&msg, self.client_id);
+                let fitted = msg.result.and_then(|r| match self.stateless {
+                    Some(method) => era::for_stateless(r, method),
+                    None => era::for_session(r),
+                });
+                let result = fitted.as_deref().or(msg.result);
+                let answer = jsonrpc::response(self.client_id, result, msg.error);
                 Some((Cow::Owned(answer), Some(outcome)))
             }
             Kind::Response => None,
@@ -139,6 +148,7 @@ mod tests {
             upstream_id: &ours,
             client_id: &client_id,
             client_token: Some(theirs),
+            stateless: None,
         };
         let progress = format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{},"progress":1}}}}"#,

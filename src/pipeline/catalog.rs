@@ -108,7 +108,7 @@ pub async fn tool(
     )
     .await
     .unwrap_or(Err(UpstreamError::Timeout));
-    let items = listed
+    let (items, _) = listed
         .map_err(|e| {
             log::warn!(
                 "tools/list from upstream {} failed ({e}); its tools answer as unknown until it lists them",
@@ -142,7 +142,7 @@ fn refresh_behind(sh: Arc<Shared>, snap: Arc<Snapshot>, caller: Arc<Caller>, ind
         )
         .await;
         match listed {
-            Ok(Ok(items)) => sh.catalog.remember(route, &items),
+            Ok(Ok((items, _))) => sh.catalog.remember(route, &items),
             _ => sh.catalog.refresh_failed(route),
         }
     });

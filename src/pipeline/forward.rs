@@ -110,6 +110,7 @@ pub async fn call(
             upstream_id: &upstream_id,
             client_id: id,
             client_token,
+            stateless: matches!(ctx.era, Era::Stateless).then_some(method),
         },
     };
     let started = Instant::now();
@@ -188,18 +189,14 @@ async fn forward(
                 .ok_or_else(session_lost)?;
             continue;
         }
+        if (400..500).contains(&status) {
+            // The upstream refused the request itself (a missing client capability, bad
+            // params): its JSON-RPC error goes to the client with its code and status.
+            return refused(sh, s, ex, call, deadline).await;
+        }
         if !(200..300).contains(&status) {
-            log::warn!(
-                "{} to upstream {} answered HTTP {status}",
-                call.method,
-                link::peer_label(route)
-            );
             ex.finish(&sh.upstreams.connector, &route.upstream).await;
-            return Err(Cause::UpstreamStatus {
-                route: route.name.clone(),
-                status,
-            }
-            .to(id));
+            return Err(bad_status(call, status));
         }
         break ex;
     };
@@ -213,28 +210,87 @@ async fn forward(
         Ok(Ok(b)) => b,
     };
     ex.finish(&sh.upstreams.connector, &route.upstream).await;
-    match call.rw.message(&body) {
-        Some((answer, Some(ending))) if call.streaming => {
-            let mut out = Vec::new();
-            sse::write_event(&mut out, &answer);
-            let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
-            Ok(outcome_of(ending))
-        }
-        Some((answer, Some(ending))) => {
-            http::json(s, 200, answer.into_owned(), &[]).await.ok();
-            Ok(outcome_of(ending))
-        }
-        _ => {
-            log::warn!(
-                "{} to upstream {}: answer is not a JSON-RPC response to our request",
-                call.method,
-                link::peer_label(route)
-            );
-            Err(Cause::UpstreamInvalid(route.name.clone()).to(id))
+    // One JSON message, or several (newline-delimited) ending with the response: the ones
+    // before it (progress, logs) go first when the answer can be a stream.
+    let mut before = Vec::new();
+    let mut last = None;
+    for value in serde_json::Deserializer::from_slice(&body).into_iter::<&RawValue>() {
+        let Ok(value) = value else {
+            break;
+        };
+        match call.rw.message(value.get().as_bytes()) {
+            Some((answer, Some(ending))) => {
+                last = Some((answer, ending));
+                break;
+            }
+            Some((message, None)) => before.push(message),
+            None => {}
         }
     }
+    let Some((answer, ending)) = last else {
+        log::warn!(
+            "{} to upstream {}: answer is not a JSON-RPC response to our request",
+            call.method,
+            link::peer_label(route)
+        );
+        return Err(Cause::UpstreamInvalid(route.name.clone()).to(id));
+    };
+    if before.is_empty() && !call.streaming {
+        http::json(s, 200, answer.into_owned(), &[]).await.ok();
+        return Ok(outcome_of(ending));
+    }
+    if !call.streaming && http::sse_start(s, &[]).await.is_err() {
+        return Ok(Outcome::Cancelled);
+    }
+    let mut out = Vec::new();
+    for message in before.iter().chain(std::iter::once(&answer)) {
+        sse::write_event(&mut out, message);
+    }
+    let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+    Ok(outcome_of(ending))
 }
 
+/// The upstream answered a status that is no answer to relay.
+fn bad_status(call: &Call<'_>, status: u16) -> GatewayError {
+    log::warn!(
+        "{} to upstream {} answered HTTP {status}",
+        call.method,
+        link::peer_label(call.route)
+    );
+    Cause::UpstreamStatus {
+        route: call.route.name.clone(),
+        status,
+    }
+    .to(call.rw.client_id)
+}
+
+/// An upstream's 4xx answer: a JSON-RPC error to our request is relayed with its status and
+/// code; anything else is reported as the status.
+async fn refused(
+    sh: &Shared,
+    s: &mut Session,
+    mut ex: Exchange,
+    call: &Call<'_>,
+    deadline: Instant,
+) -> Result<Outcome, GatewayError> {
+    let status = ex.status();
+    let body = tokio::time::timeout_at(deadline, ex.collect_at_most(call.cap)).await;
+    ex.finish(&sh.upstreams.connector, &call.route.upstream)
+        .await;
+    let error = body.ok().and_then(Result::ok).and_then(|body| {
+        let (msg, _) = jsonrpc::Message::parse(&body).ok()?;
+        let ours = msg
+            .id
+            .is_none_or(|i| i.get() == call.rw.upstream_id.get() || i.get() == "null");
+        let error = msg.error.filter(|_| ours)?;
+        Some(jsonrpc::response(call.rw.client_id, None, Some(error)))
+    });
+    let Some(answer) = error else {
+        return Err(bad_status(call, status));
+    };
+    http::json(s, status, answer, &[]).await.ok();
+    Ok(Outcome::Error)
+}
 /// Relays an SSE answer event by event until the final response, the deadline, or the
 /// client leaving (then the upstream request is cancelled).
 async fn stream(

@@ -3,16 +3,21 @@
 
 use super::Shared;
 use super::link::{self, LinkKind, peer_label};
+use crate::config::snapshot::AuthSettings;
 use crate::config::snapshot::{expose_name, expose_uri};
 use crate::config::{Route, Snapshot};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Era};
 use crate::error::{Cause, GatewayError};
+use crate::mcp::era::{self, CacheHint};
 use crate::mcp::jsonrpc::{self, Message};
 use crate::policy::Caller;
 use crate::policy::{Class, Decision};
 use crate::upstream::{self, Outgoing, UpstreamError};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// The longest a merged list may be cached for (upstream hints only shorten it).
+const MAX_TTL_MS: u64 = 60_000;
 
 /// Pages followed per upstream before its list is cut (a loop guard, not a limit in practice).
 const MAX_PAGES: usize = 100;
@@ -79,16 +84,33 @@ pub async fn merged(
         .iter()
         .map(|route| collect(sh, ctx, caller, route, method, shape.key, meta));
     let answers = upstream::all_within(snap.timeouts.list, lists).await;
-    let per_route = routes.iter().zip(answers).map(|(route, r)| {
-        let r = r.unwrap_or(Err(UpstreamError::Timeout));
-        match &r {
-            Err(e) => log::warn!("{method} from upstream {} failed: {e}", peer_label(route)),
-            // Only a list the upstream gave is the route's catalog (never an empty stand-in).
-            Ok(items) if shape.key == "tools" => sh.catalog.remember(route, items),
-            Ok(_) => {}
-        }
-        r.unwrap_or_default()
-    });
+    // Lists filtered per caller may be cached only for that caller.
+    let mut hint = CacheHint {
+        ttl_ms: MAX_TTL_MS,
+        public: matches!(snap.auth, AuthSettings::None),
+    };
+    let per_route: Vec<Vec<Value>> = routes
+        .iter()
+        .zip(answers)
+        .map(
+            |(route, r)| match r.unwrap_or(Err(UpstreamError::Timeout)) {
+                Err(e) => {
+                    log::warn!("{method} from upstream {} failed: {e}", peer_label(route));
+                    // A partial merge: clients should ask again soon.
+                    hint = hint.and(CacheHint::NONE);
+                    Vec::new()
+                }
+                Ok((items, upstream_hint)) => {
+                    hint = hint.and(upstream_hint);
+                    // Only a list the upstream gave is the route's catalog (never an empty stand-in).
+                    if shape.key == "tools" {
+                        sh.catalog.remember(route, &items);
+                    }
+                    items
+                }
+            },
+        )
+        .collect();
     let mut merged = Vec::new();
     for (route, items) in routes.iter().zip(per_route) {
         for mut item in items {
@@ -109,6 +131,10 @@ pub async fn merged(
                 expose_name(&route.prefix, original)
             };
             match exposed {
+                Some(name) if !snap.leads_to(&name, route, shape.is_uri) => log::warn!(
+                    "upstream {} offers `{original}`, which names another route's entry unprefixed; left out",
+                    peer_label(route)
+                ),
                 Some(name) => {
                     item[shape.field] = Value::String(name);
                     merged.push(item);
@@ -122,10 +148,13 @@ pub async fn merged(
     }
     let mut result = Map::new();
     result.insert(shape.key.into(), Value::Array(merged));
+    if matches!(ctx.era, Era::Stateless) {
+        era::complete_map(&mut result, hint);
+    }
     Ok(jsonrpc::to_raw(&result))
 }
 
-/// Every page of one upstream's list.
+/// Every page of one upstream's list, and the cache hint that holds for all of them.
 pub async fn collect(
     sh: &Shared,
     ctx: &Ctx,
@@ -134,13 +163,14 @@ pub async fn collect(
     method: &str,
     key: &str,
     meta: Option<&RawValue>,
-) -> Result<Vec<Value>, UpstreamError> {
+) -> Result<(Vec<Value>, CacheHint), UpstreamError> {
     let mut link = link::link(sh, ctx, caller, route)
         .await
         .ok_or(UpstreamError::Connect)?;
     let mut relinked = false;
     let mut cursor: Option<String> = None;
     let mut items = Vec::new();
+    let mut hint = CacheHint::OPEN;
     let mut pages = 0;
     while pages < MAX_PAGES {
         let id = sh.upstreams.own_id();
@@ -179,11 +209,10 @@ pub async fn collect(
             other => other?,
         };
         pages += 1;
-        let mut result: Value = reply
-            .outcome
-            .ok()
-            .and_then(|r| serde_json::from_str(r.get()).ok())
-            .ok_or(UpstreamError::Garbage)?;
+        let page = reply.outcome.map_err(|_| UpstreamError::Garbage)?;
+        hint = hint.and(CacheHint::of(&page));
+        let mut result: Value =
+            serde_json::from_str(page.get()).map_err(|_| UpstreamError::Garbage)?;
         if let Some(Value::Array(list)) = result.get_mut(key).map(Value::take) {
             items.extend(list);
         }
@@ -195,5 +224,5 @@ pub async fn collect(
             break;
         }
     }
-    Ok(items)
+    Ok((items, hint))
 }

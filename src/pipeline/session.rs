@@ -6,7 +6,6 @@
 
 use super::Shared;
 use super::shared::LOCAL_CAP;
-use super::transport;
 use crate::cache::Bounded;
 use crate::config::Snapshot;
 use crate::config::snapshot::AuthSettings;
@@ -70,12 +69,15 @@ pub fn server_caller_key(s: &Session, snap: &Snapshot, caller: &Caller) -> u64 {
 }
 
 /// Decides the era and opens the session, refusing what the transport rules forbid; sets the
-/// era, the protocol version and the caller's bucket key on `ctx`.
+/// era, the protocol version and the caller's bucket key on `ctx`. `modern`: the stateless
+/// revision's checks passed (`stateless::check`).
+#[allow(clippy::too_many_arguments)]
 pub async fn classify(
     sh: &Shared,
     s: &Session,
     ctx: &mut Ctx,
     caller: &Caller,
+    modern: bool,
     header_version: Option<String>,
     msg: &Message<'_>,
     kind: Kind,
@@ -83,8 +85,7 @@ pub async fn classify(
     let method = msg.method();
     let anonymous = matches!(ctx.snapshot.auth, AuthSettings::None);
     let subject = subject_key(caller);
-    if header_version.as_deref() == Some(STATELESS_VERSION) {
-        transport::check_stateless_headers(s, msg, &method)?;
+    if modern {
         let addr = s.client_addr().map(|a| a.as_inet().map(|i| i.ip()));
         ctx.era = Era::Stateless;
         ctx.version = STATELESS_VERSION.into();

@@ -6,8 +6,8 @@ use crate::config::Snapshot;
 use crate::ctx::Door;
 use crate::error::{Cause, GatewayError};
 use crate::http::header;
-use crate::mcp::jsonrpc::{self, Message};
-use crate::mcp::{self, STATELESS_VERSION};
+
+use crate::mcp;
 use pingora::proxy::Session;
 
 /// Which door `path` is: the merged endpoint, a visible-or-not route's per-server endpoint, or
@@ -80,37 +80,4 @@ pub fn protocol_version(s: &Session) -> Result<Option<String>, GatewayError> {
         Some(v) if mcp::is_supported(v) => Ok(Some(v.to_string())),
         Some(_) => Err(Cause::UnsupportedVersion(mcp::SUPPORTED_VERSIONS.join(", ")).into()),
     }
-}
-
-/// The stateless revision routes on `Mcp-Method`/`Mcp-Name`; they must say what the body says.
-pub fn check_stateless_headers(
-    s: &Session,
-    msg: &Message<'_>,
-    method: &str,
-) -> Result<(), GatewayError> {
-    let mismatch = |what: &'static str| GatewayError::from(Cause::HeaderMismatch(what));
-    if header(s, "mcp-method") != Some(method) {
-        return Err(mismatch("Mcp-Method"));
-    }
-    let params = jsonrpc::split_params(msg.params)?;
-    let name_key = match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    if let Some(key) = name_key
-        && header(s, "mcp-name") != jsonrpc::str_param(&params, key).as_deref()
-    {
-        return Err(mismatch("Mcp-Name"));
-    }
-    if msg.id.is_some() {
-        let meta_version = params
-            .get("_meta")
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(m.get()).ok())
-            .and_then(|m| m.get(mcp::META_PROTOCOL_VERSION).cloned());
-        if meta_version.as_ref().and_then(|v| v.as_str()) != Some(STATELESS_VERSION) {
-            return Err(mismatch("MCP-Protocol-Version"));
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,140 @@
+//! The stateless revision's request contract (2026-07-28): which POSTs belong to it (the body's
+//! `_meta` names a protocol version, or the header says 2026-07-28), and the checks its spec and
+//! the official clients expect, each with its own code and status: the `_meta` envelope
+//! (-32602), the routing headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, with the
+//! `=?base64?…?=` form of values that are not plain ASCII: -32020) and the version (-32022).
+//! Every error answers the request's id.
+
+use crate::error::{Cause, GatewayError};
+use crate::mcp::jsonrpc::{self, Kind, Message};
+use crate::mcp::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, STATELESS_VERSION};
+use base64::Engine;
+use pingora::proxy::Session;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// Methods the stateless revision removed: answered 404 / -32601 on its path.
+pub fn removed(method: &str) -> bool {
+    matches!(
+        method,
+        "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct Meta {
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion", default)]
+    version: Option<Value>,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
+    capabilities: Option<Value>,
+}
+
+/// Whether this POST belongs to the stateless revision, checked as it requires; `Ok(false)`:
+/// it is a 2025-era message.
+pub fn check(
+    s: &Session,
+    msg: &Message<'_>,
+    kind: Kind,
+    header_version: Option<&str>,
+) -> Result<bool, GatewayError> {
+    let id = msg.id.unwrap_or(RawValue::NULL);
+    let params = jsonrpc::split_params(msg.params).ok();
+    let meta: Option<Meta> = params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| serde_json::from_str(m.get()).ok());
+    let claimed = meta.as_ref().is_some_and(|m| m.version.is_some());
+    if !claimed && header_version != Some(STATELESS_VERSION) {
+        return Ok(false);
+    }
+    if kind == Kind::Response {
+        return Err(Cause::Malformed {
+            code: jsonrpc::INVALID_REQUEST,
+            message: "Invalid Request: the 2026-07-28 revision takes no responses from clients",
+        }
+        .into());
+    }
+    if kind == Kind::Notification {
+        return Ok(true);
+    }
+    let meta = meta.unwrap_or_default();
+    let Some(version) = meta.version.as_ref().and_then(Value::as_str) else {
+        return Err(Cause::MissingEnvelope(META_PROTOCOL_VERSION).to(id));
+    };
+    if !meta.capabilities.as_ref().is_some_and(Value::is_object) {
+        return Err(Cause::MissingEnvelope(META_CLIENT_CAPABILITIES).to(id));
+    }
+    let mismatch = |what: &'static str| Cause::HeaderMismatch(what).to(id);
+    if single(s, "mcp-protocol-version")? != Some(version.to_string()) {
+        return Err(mismatch("MCP-Protocol-Version"));
+    }
+    if version != STATELESS_VERSION {
+        return Err(Cause::VersionUnsupported {
+            requested: version.to_string(),
+        }
+        .to(id));
+    }
+    let method = msg.method();
+    if single(s, "mcp-method")?.as_deref() != Some(method.as_ref()) {
+        return Err(mismatch("Mcp-Method"));
+    }
+    let name_key = match method.as_ref() {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(key) = name_key {
+        let named = params.as_ref().and_then(|p| jsonrpc::str_param(p, key));
+        if single(s, "mcp-name")? != named {
+            return Err(mismatch("Mcp-Name"));
+        }
+    }
+    Ok(true)
+}
+
+/// A routing header's value, decoded: absent, once, or an error when repeated, not text, or a
+/// malformed `=?base64?…?=` sentinel.
+fn single(s: &Session, name: &'static str) -> Result<Option<String>, GatewayError> {
+    let mut values = s.req_header().headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bad = || GatewayError::from(Cause::HeaderMismatch(name));
+    if values.next().is_some() {
+        return Err(bad());
+    }
+    let text = value.to_str().map_err(|_| bad())?;
+    decode(text).map(Some).ok_or_else(bad)
+}
+
+/// The value a header carries: itself, or the UTF-8 text of its Base64 sentinel.
+pub fn decode(value: &str) -> Option<String> {
+    let Some(inner) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(value.to_string());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_sentinels_decode_and_malformed_ones_do_not() {
+        assert_eq!(decode("plain").as_deref(), Some("plain"));
+        assert_eq!(decode("=?base64?w6l2ZQ==?=").as_deref(), Some("éve"));
+        assert_eq!(decode("=?base64?not base64?="), None);
+        assert_eq!(decode("=?base64?//8=?="), None, "not UTF-8");
+    }
+}
