@@ -2,6 +2,7 @@
 //! protocol revisions it speaks.
 
 pub mod era;
+pub mod headers;
 pub mod jsonrpc;
 pub mod rewrite;
 pub mod session;
@@ -22,6 +23,13 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
 /// Where a stateless request carries its protocol version.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The stateless revision's per-request envelope in `_meta`: never sent inside a 2025 session.
+pub const STATELESS_META_KEYS: &[&str] = &[
+    META_PROTOCOL_VERSION,
+    META_CLIENT_CAPABILITIES,
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/logLevel",
+];
 
 pub fn is_supported(version: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&version)

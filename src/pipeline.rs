@@ -234,12 +234,16 @@ async fn through_server(
     body: &Bytes,
 ) -> Result<(), GatewayError> {
     ctx.caller_key = session::server_caller_key(s, &ctx.snapshot, caller);
+    if stateless::claims(msg, http::header(s, "mcp-protocol-version")) {
+        // The upstream checks the revision's contract; its results are completed as it requires.
+        ctx.era = Era::Stateless;
+    }
     let method = msg.method();
     if kind == Kind::Request && route::is_routed(&method) {
         return call(sh, s, ctx, snap, caller, msg, &method, Some(body)).await;
     }
-    let filter = (kind == Kind::Request && method == "tools/list").then_some(msg.id_text());
-    passthrough::relay(sh, s, ctx, caller, route, body.clone(), filter).await
+    let answer = (kind == Kind::Request).then(|| (msg.id_text(), method.as_ref()));
+    passthrough::relay(sh, s, ctx, caller, route, body.clone(), answer).await
 }
 
 /// A routed call (`tools/call`, `prompts/get`, `resources/read`, …): route → authorize →
@@ -307,7 +311,8 @@ async fn call(
             ))
             .to(id));
         }
-        return passthrough::relay(sh, s, ctx, caller, route, body.clone(), None).await;
+        let answer = Some((msg.id_text(), method));
+        return passthrough::relay(sh, s, ctx, caller, route, body.clone(), answer).await;
     }
     // Approval comes last, so nobody is asked about a call that a limit would refuse anyway.
     let streaming = if needs_approval {
@@ -333,7 +338,7 @@ async fn call(
         caller,
         route,
         method,
-        target.upstream_name.as_deref(),
+        target.mcp_name.as_deref(),
         params,
         id,
         streaming,

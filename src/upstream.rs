@@ -177,7 +177,7 @@ fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<
         h.insert_header("mcp-method", m)?;
     }
     if let Some(n) = out.mcp_name {
-        h.insert_header("mcp-name", n)?;
+        h.insert_header("mcp-name", crate::mcp::headers::encode(n).as_ref())?;
     }
     for (k, v) in &out.copied {
         h.insert_header(*k, *v)?;

@@ -102,8 +102,9 @@ pub fn strip_stateless_meta(params: &mut RawParams<'_>) {
     let Ok(mut meta) = serde_json::from_str::<serde_json::Map<String, Value>>(meta.get()) else {
         return;
     };
-    meta.remove(super::META_PROTOCOL_VERSION);
-    meta.remove(super::META_CLIENT_CAPABILITIES);
+    for key in super::STATELESS_META_KEYS {
+        meta.remove(*key);
+    }
     if meta.is_empty() {
         params.remove("_meta");
     } else {

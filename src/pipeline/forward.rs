@@ -25,7 +25,7 @@ use tokio::time::Instant;
 struct Call<'a> {
     route: &'a Route,
     method: &'a str,
-    /// The upstream's name of the tool or prompt (for `Mcp-Name`).
+    /// The upstream's name of the tool or prompt, or its URI (for `Mcp-Name`).
     name: Option<&'a str>,
     body: Bytes,
     /// The body for an upstream session when the client is stateless: the revision's `_meta`
@@ -78,7 +78,7 @@ pub async fn call(
     caller: &Caller,
     route: &Route,
     method: &str,
-    upstream_name: Option<&str>,
+    mcp_name: Option<&str>,
     mut params: RawParams<'_>,
     id: &RawValue,
     streaming: bool,
@@ -99,7 +99,7 @@ pub async fn call(
     let call = Call {
         route,
         method,
-        name: upstream_name,
+        name: mcp_name,
         session_body,
         cap: ctx.snapshot.max_upstream_message_bytes,
         body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),

@@ -8,6 +8,7 @@ use crate::config::snapshot::{expose_name, expose_uri};
 use crate::config::{Route, Snapshot};
 use crate::ctx::{Ctx, Era};
 use crate::error::{Cause, GatewayError};
+use crate::mcp;
 use crate::mcp::era::{self, CacheHint};
 use crate::mcp::jsonrpc::{self, Message};
 use crate::policy::Caller;
@@ -180,10 +181,17 @@ pub async fn collect(
         }
         match meta {
             Some(m) => {
-                params.insert(
-                    "_meta".into(),
-                    serde_json::from_str(m.get()).unwrap_or_default(),
-                );
+                let mut meta: Map<String, Value> =
+                    serde_json::from_str(m.get()).unwrap_or_default();
+                // A 2025 session upstream refuses the stateless revision's envelope.
+                if link.kind != LinkKind::Stateless {
+                    for key in mcp::STATELESS_META_KEYS {
+                        meta.remove(*key);
+                    }
+                }
+                if !meta.is_empty() {
+                    params.insert("_meta".into(), Value::Object(meta));
+                }
             }
             // The gateway's own request in the stateless revision still says which one it is.
             None if link.kind == LinkKind::Stateless => {

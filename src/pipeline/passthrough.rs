@@ -1,16 +1,17 @@
 //! Forwarding on `/servers/{route}/mcp`: one upstream as it is, unmerged and unprefixed. The
 //! client's session with the upstream passes through and answers stream back untouched, except
-//! `tools/list`, whose answer is filtered by the route's policy. The route's credentials and the
+//! the answer to the client's request: `tools/list` is filtered by the route's policy, and a
+//! stateless (2026-07-28) client's result is completed as its revision requires. The route's credentials and the
 //! caller's identity go with every request, as on `/mcp`; the caller's token never does.
 
 use super::link::{peer_label, upstream_headers};
 use super::{Shared, catalog::Catalog};
 use crate::config::Route;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Era};
 use crate::error::{Cause, GatewayError};
 use crate::http;
 use crate::mcp::jsonrpc::{self, Kind, Message};
-use crate::mcp::sse;
+use crate::mcp::{era, sse};
 use crate::policy::{Caller, Decision};
 use crate::upstream::{Exchange, Outgoing};
 use bytes::Bytes;
@@ -30,8 +31,8 @@ const COPIED: &[&str] = &[
 /// Upstream headers the client needs to see.
 const RETURNED: &[&str] = &["content-type", "mcp-session-id", "allow"];
 
-/// Sends the client's request to `route`'s upstream and relays the answer. `list_id`: the id of
-/// a `tools/list` request, whose answer is filtered for the caller.
+/// Sends the client's request to `route`'s upstream and relays the answer. `answer`: the id and
+/// method of the client's request, whose response is fitted (`fit`) on the way.
 pub async fn relay(
     sh: &Shared,
     s: &mut Session,
@@ -39,7 +40,7 @@ pub async fn relay(
     caller: &Caller,
     route: &Route,
     body: Bytes,
-    list_id: Option<&str>,
+    answer: Option<(&str, &str)>,
 ) -> Result<(), GatewayError> {
     let method = s.req_header().method.clone();
     let copied: Vec<(&'static str, String)> = COPIED
@@ -77,14 +78,31 @@ pub async fn relay(
         .collect();
     let headers: Vec<(&'static str, &str)> =
         returned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    if let Some(list_id) = list_id.filter(|_| (200..300).contains(&ex.status())) {
+    let stateless = matches!(ctx.era, Era::Stateless);
+    let fitted = answer
+        // A listen stream has no result to fit until it ends: it passes as it is.
+        .filter(|(_, method)| {
+            (stateless && *method != "subscriptions/listen") || *method == "tools/list"
+        })
+        .filter(|_| (200..300).contains(&ex.status()))
+        .map(|(id, method)| Fitting {
+            id,
+            method,
+            stateless,
+            route,
+            caller,
+            catalog: &sh.catalog,
+        });
+    if let Some(fitting) = fitted.as_ref().filter(|_| !ex.is_sse()) {
+        // One JSON answer: read whole (within the cap), fitted, then sent.
         let d = deadline.unwrap_or(started + route.timeout);
-        let answer = match tokio::time::timeout_at(d, ex.collect()).await {
+        let cap = ctx.snapshot.max_upstream_message_bytes;
+        let answer = match tokio::time::timeout_at(d, ex.collect_at_most(cap)).await {
             Err(_) => return Err(timed_out().into()),
             Ok(Err(_)) => return Err(Cause::UpstreamUnavailable(route.name.clone()).into()),
             Ok(Ok(a)) => a,
         };
-        let filtered = filter_list(&answer, ex.is_sse(), list_id, route, caller, &sh.catalog);
+        let answer = fitting.fit(&answer);
         ex.finish(&sh.upstreams.connector, &route.upstream).await;
         ctx.upstream_time = Some(started.elapsed());
         let mut h = pingora::http::ResponseHeader::build(200, Some(headers.len() + 1))
@@ -92,11 +110,9 @@ pub async fn relay(
         for (k, v) in &headers {
             let _ = h.insert_header(*k, *v);
         }
-        let _ = h.insert_header("content-length", filtered.len());
+        let _ = h.insert_header("content-length", answer.len());
         if s.write_response_header(Box::new(h), false).await.is_ok() {
-            let _ = s
-                .write_response_body(Some(Bytes::from(filtered)), true)
-                .await;
+            let _ = s.write_response_body(Some(Bytes::from(answer)), true).await;
         }
         return Ok(());
     }
@@ -108,6 +124,7 @@ pub async fn relay(
     if s.write_response_header(Box::new(h), false).await.is_err() {
         return Ok(());
     }
+    let mut events = fitted.as_ref().map(|_| sse::Reader::default());
     loop {
         let next = tokio::select! {
             r = async {
@@ -120,6 +137,18 @@ pub async fn relay(
         };
         match next {
             Ok(Some(chunk)) => {
+                // An event stream to fit is relayed event by event (each read whole).
+                let chunk = match (&fitted, &mut events) {
+                    (Some(fitting), Some(reader)) => {
+                        reader.push(&chunk);
+                        let mut out = Vec::new();
+                        while let Some(ev) = reader.next_event() {
+                            sse::write_event(&mut out, &fitting.fit(ev.data.as_bytes()));
+                        }
+                        Bytes::from(out)
+                    }
+                    _ => chunk,
+                };
                 if s.write_response_body(Some(chunk), false).await.is_err() {
                     return Ok(());
                 }
@@ -133,48 +162,53 @@ pub async fn relay(
     Ok(())
 }
 
-/// The upstream's `tools/list` answer with the tools the caller may not call left out (JSON, or
-/// every event of an SSE answer); the route's catalog learns the full list on the way.
-fn filter_list(
-    answer: &[u8],
-    is_sse: bool,
-    list_id: &str,
-    route: &Route,
-    caller: &Caller,
-    catalog: &Catalog,
-) -> Vec<u8> {
-    let filter = |data: &[u8]| -> Vec<u8> {
+/// How the response to the client's request is fitted: a `tools/list` filtered for the caller
+/// (the route's catalog learns the full list on the way), a stateless client's result completed
+/// as its revision requires.
+struct Fitting<'a> {
+    id: &'a str,
+    method: &'a str,
+    stateless: bool,
+    route: &'a Route,
+    caller: &'a Caller,
+    catalog: &'a Catalog,
+}
+
+impl Fitting<'_> {
+    /// One message of the answer, fitted if it is the response to the client's request.
+    fn fit(&self, data: &[u8]) -> Vec<u8> {
         let Ok((msg, Kind::Response)) = Message::parse(data) else {
             return data.to_vec();
         };
-        let Some(result) = msg.result.filter(|_| msg.id_text() == list_id) else {
+        let (Some(result), Some(id)) = (msg.result.filter(|_| msg.id_text() == self.id), msg.id)
+        else {
             return data.to_vec();
         };
-        let Ok(mut result) = serde_json::from_str::<Value>(result.get()) else {
-            return data.to_vec();
-        };
-        if let Some(Value::Array(tools)) = result.get_mut("tools") {
-            catalog.remember(route, tools);
-            tools.retain(|t| {
-                let name = t["name"].as_str().unwrap_or_default();
-                matches!(
-                    route.policy.decide(caller, name, Some(t)),
-                    Decision::Allow { .. }
-                )
-            });
+        let mut fitted = None;
+        if self.method == "tools/list"
+            && let Ok(mut list) = serde_json::from_str::<Value>(result.get())
+        {
+            if let Some(Value::Array(tools)) = list.get_mut("tools") {
+                self.catalog.remember(self.route, tools);
+                tools.retain(|t| {
+                    let name = t["name"].as_str().unwrap_or_default();
+                    matches!(
+                        self.route.policy.decide(self.caller, name, Some(t)),
+                        Decision::Allow { .. }
+                    )
+                });
+            }
+            fitted = Some(jsonrpc::to_raw(&list));
         }
-        msg.id
-            .map(|id| jsonrpc::success(id, &result))
-            .unwrap_or_else(|| data.to_vec())
-    };
-    if !is_sse {
-        return filter(answer);
+        if self.stateless {
+            let current = fitted.as_deref().unwrap_or(result);
+            if let Some(completed) = era::for_stateless(current, self.method) {
+                fitted = Some(completed);
+            }
+        }
+        match fitted {
+            Some(result) => jsonrpc::response(id, Some(&result), None),
+            None => data.to_vec(),
+        }
     }
-    let mut reader = sse::Reader::default();
-    reader.push(answer);
-    let mut out = Vec::with_capacity(answer.len());
-    while let Some(ev) = reader.next_event() {
-        sse::write_event(&mut out, &filter(ev.data.as_bytes()));
-    }
-    out
 }

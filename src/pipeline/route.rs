@@ -32,6 +32,8 @@ pub struct Target<'s> {
     pub upstream_name: Option<String>,
     /// The parameter to replace before forwarding, with the upstream's form of it.
     pub rewrite: Option<(&'static str, Box<RawValue>)>,
+    /// What the stateless revision's `Mcp-Name` says upstream: the upstream's own name or URI.
+    pub mcp_name: Option<String>,
 }
 
 fn unknown(what: &'static str, name: &str, stateless: bool) -> Cause {
@@ -86,6 +88,7 @@ pub fn resolve<'s>(
         };
         return Ok(Target {
             route,
+            mcp_name: upstream_name.clone(),
             upstream_name,
             rewrite: None,
         });
@@ -118,6 +121,7 @@ pub fn resolve<'s>(
             route,
             upstream_name: None,
             rewrite: Some(("ref", jsonrpc::to_raw(&reference))),
+            mcp_name: None,
         });
     }
     let exposed = named.ok_or_else(required)?;
@@ -125,7 +129,8 @@ pub fn resolve<'s>(
     Ok(Target {
         route,
         rewrite: Some((key, jsonrpc::to_raw(&upstream))),
-        upstream_name: (key == "name").then_some(upstream),
+        upstream_name: (key == "name").then(|| upstream.clone()),
+        mcp_name: Some(upstream),
     })
 }
 

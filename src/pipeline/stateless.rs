@@ -6,9 +6,9 @@
 //! Every error answers the request's id.
 
 use crate::error::{Cause, GatewayError};
+use crate::mcp::headers;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, STATELESS_VERSION};
-use base64::Engine;
 use pingora::proxy::Session;
 use serde::Deserialize;
 use serde_json::Value;
@@ -32,6 +32,18 @@ struct Meta {
     version: Option<Value>,
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
     capabilities: Option<Value>,
+}
+
+/// Whether a message says it is of the stateless revision (its `_meta` or the header), unchecked.
+pub fn claims(msg: &Message<'_>, header_version: Option<&str>) -> bool {
+    header_version == Some(STATELESS_VERSION)
+        || jsonrpc::split_params(msg.params)
+            .ok()
+            .and_then(|p| {
+                p.get("_meta")
+                    .map(|m| m.get().contains(META_PROTOCOL_VERSION))
+            })
+            .unwrap_or(false)
 }
 
 /// Whether this POST belongs to the stateless revision, checked as it requires; `Ok(false)`:
@@ -109,32 +121,5 @@ fn single(s: &Session, name: &'static str) -> Result<Option<String>, GatewayErro
         return Err(bad());
     }
     let text = value.to_str().map_err(|_| bad())?;
-    decode(text).map(Some).ok_or_else(bad)
-}
-
-/// The value a header carries: itself, or the UTF-8 text of its Base64 sentinel.
-pub fn decode(value: &str) -> Option<String> {
-    let Some(inner) = value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    else {
-        return Some(value.to_string());
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(inner)
-        .ok()?;
-    String::from_utf8(bytes).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_sentinels_decode_and_malformed_ones_do_not() {
-        assert_eq!(decode("plain").as_deref(), Some("plain"));
-        assert_eq!(decode("=?base64?w6l2ZQ==?=").as_deref(), Some("éve"));
-        assert_eq!(decode("=?base64?not base64?="), None);
-        assert_eq!(decode("=?base64?//8=?="), None, "not UTF-8");
-    }
+    headers::decode(text).map(Some).ok_or_else(bad)
 }
