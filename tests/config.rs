@@ -145,6 +145,14 @@ fn colliding_prefixes_are_a_config_error() {
                 "e.yaml",
                 "name: c\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
             ),
+            route(
+                "f.yaml",
+                "name: f\ntool_prefix: \"\"\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
+            ),
+            route(
+                "g.yaml",
+                "name: g\ntool_prefix: \"\"\nupstream:\n  url: http://127.0.0.1:1/mcp\n",
+            ),
         ],
     )
     .expect_err("collisions");
@@ -156,6 +164,10 @@ fn colliding_prefixes_are_a_config_error() {
     assert!(
         text.contains("e.yaml: name: `c` is already used by c.yaml"),
         "{text}"
+    );
+    assert!(
+        text.contains("g.yaml: tool_prefix: no prefix (`\"\"`) is already used by f.yaml"),
+        "only one route serves its own names: {text}"
     );
 }
 

@@ -5,11 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
-
-fn code(v: &Value) -> i64 {
-    v["error"]["code"].as_i64().unwrap_or(0)
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn json_rpc_errors_carry_the_right_code_and_id() {

@@ -244,6 +244,11 @@ pub fn http() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// The JSON-RPC error code of an answer (0 when it is no error).
+pub fn code(v: &serde_json::Value) -> i64 {
+    v["error"]["code"].as_i64().unwrap_or(0)
+}
+
 /// Polls `check` until it holds or `secs` pass.
 pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
