@@ -20,6 +20,7 @@ mod route;
 mod session;
 mod shared;
 mod stateless;
+mod subscriptions;
 pub mod transport;
 
 pub use record::finish;
@@ -191,6 +192,7 @@ async fn mcp(
             | "resources/list"
             | "resources/templates/list"
             | "logging/setLevel"
+            | "subscriptions/listen"
     ) {
         limit::admit_fan_out(sh, snap, ctx.caller_key)
             .await
@@ -206,6 +208,9 @@ async fn mcp(
         "logging/setLevel" => {
             notify::broadcast_request(sh, ctx, snap, &caller, &msg, &method).await;
             jsonrpc::to_raw(&serde_json::json!({}))
+        }
+        "subscriptions/listen" if modern => {
+            return subscriptions::listen(sh, s, ctx, snap, &caller, &msg, id).await;
         }
         m if route::is_routed(m) => {
             return call(sh, s, ctx, snap, &caller, &msg, &method, None).await;

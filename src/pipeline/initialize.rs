@@ -99,10 +99,15 @@ pub async fn open(
     Ok(())
 }
 
-/// The `server/discover` answer for stateless clients.
+/// The `server/discover` answer for stateless clients: list changes are announced on
+/// `subscriptions/listen`.
 pub fn discover_result() -> Box<RawValue> {
     let capabilities: ServerCapabilities = serde_json::from_value(json!({
-        "tools": {}, "prompts": {}, "resources": {}, "logging": {}, "completions": {},
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"listChanged": true},
+        "logging": {},
+        "completions": {},
     }))
     .unwrap_or_default();
     let versions = mcp::SUPPORTED_VERSIONS

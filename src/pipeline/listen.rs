@@ -12,10 +12,10 @@ use pingora::proxy::Session;
 use std::time::Duration;
 
 /// An SSE comment this often keeps idle intermediaries from closing the stream.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+pub(super) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// What a client's merged lists are made of: which routes, under which prefixes, where.
-fn fingerprint(snap: &Snapshot) -> Vec<(String, String, String)> {
+pub(super) fn fingerprint(snap: &Snapshot) -> Vec<(String, String, String)> {
     snap.routes
         .iter()
         .map(|r| (r.name.clone(), r.prefix.clone(), r.upstream.url.clone()))
@@ -23,7 +23,7 @@ fn fingerprint(snap: &Snapshot) -> Vec<(String, String, String)> {
 }
 
 /// Decrements the open-streams gauge however the stream ends.
-struct Open<'g>(&'g prometheus::IntGauge);
+pub(super) struct Open<'g>(pub(super) &'g prometheus::IntGauge);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {

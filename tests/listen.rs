@@ -1,0 +1,233 @@
+//! `subscriptions/listen` on `/mcp` (2026-07-28): the acknowledgement first, tagged with the
+//! request's id; list changes from a reload of the gateway's routes and from an upstream's own
+//! listen stream, re-tagged; only the kinds asked for; and the method unknown to 2025 sessions.
+//! The upstream here is a minimal 2026-07-28 server written for the test, whose `touch` tool
+//! announces that its tools changed on every open listen stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// A stateless upstream with one tool, `touch`, that announces a tools list change.
+async fn changing_upstream() -> String {
+    let (changes, _) = broadcast::channel::<()>(16);
+    let app = axum::Router::new().route(
+        "/mcp",
+        post(move |body: Bytes| {
+            let changes = changes.clone();
+            async move { serve_upstream(&changes, &body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
+}
+
+fn serve_upstream(changes: &broadcast::Sender<()>, body: &[u8]) -> Response {
+    let req: Value = serde_json::from_slice(body).unwrap();
+    let id = req["id"].clone();
+    let result =
+        |r: Value| axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": r})).into_response();
+    match req["method"].as_str().unwrap_or_default() {
+        "server/discover" => result(json!({
+            "resultType": "complete", "supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {"listChanged": true}},
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "changing", "version": "1"}},
+            "ttlMs": 0, "cacheScope": "public",
+        })),
+        "tools/list" => result(json!({
+            "resultType": "complete", "ttlMs": 0, "cacheScope": "public",
+            "tools": [{"name": "touch", "inputSchema": {"type": "object"},
+                       "annotations": {"readOnlyHint": true}}],
+        })),
+        "tools/call" => {
+            let _ = changes.send(());
+            result(
+                json!({"resultType": "complete", "content": [{"type": "text", "text": "touched"}]}),
+            )
+        }
+        "subscriptions/listen" => {
+            let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id},
+                           "notifications": {"toolsListChanged": true}}});
+            let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
+                "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id}}});
+            let first = futures::stream::once(async move { event(&ack) });
+            let rest = tokio_stream_of(changes.subscribe()).map(move |()| event(&changed));
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(first.chain(rest)))
+                .unwrap()
+        }
+        _ => (axum::http::StatusCode::NOT_FOUND, "").into_response(),
+    }
+}
+
+fn event(v: &Value) -> Result<Bytes, std::io::Error> {
+    Ok(Bytes::from(format!("event: message\ndata: {v}\n\n")))
+}
+
+fn tokio_stream_of(rx: broadcast::Receiver<()>) -> impl futures::Stream<Item = ()> {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(()) => return Some(((), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+fn envelope() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+           "io.modelcontextprotocol/clientCapabilities": {}})
+}
+
+fn post_stateless(
+    gw: &Gateway,
+    method: &str,
+    name: Option<&str>,
+    body: Value,
+) -> reqwest::RequestBuilder {
+    let mut req = http()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = name {
+        req = req.header("mcp-name", name);
+    }
+    req.body(body.to_string())
+}
+
+/// Reads SSE events from a streaming answer until `want` of them are read (or 10 s pass).
+async fn events(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<Bytes>> + Unpin),
+    buf: &mut String,
+    want: usize,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < want {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                out.push(serde_json::from_str(data).unwrap());
+            }
+        }
+        if out.len() >= want {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn listen_streams_carry_the_gateways_and_the_upstreams_list_changes() {
+    let changing = changing_upstream().await;
+    let (alpha, beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![("changing", changing, ""), ("alpha", alpha.url.clone(), "")],
+        extra: "",
+    });
+    let listen = json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen",
+        "params": {"_meta": envelope(), "notifications": {"toolsListChanged": true, "resourcesListChanged": false}}});
+    let resp = post_stateless(&gw, "subscriptions/listen", None, listen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+
+    // The acknowledgement comes first: the request's id, the kinds honoured.
+    let ack = events(&mut stream, &mut buf, 1).await;
+    assert_eq!(
+        ack[0]["method"],
+        json!("notifications/subscriptions/acknowledged"),
+        "{ack:?}"
+    );
+    assert_eq!(
+        ack[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        json!("listen-1")
+    );
+    assert_eq!(
+        ack[0]["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+
+    // An upstream's change, from its own listen stream, re-tagged for this client.
+    let touch = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "changing__touch", "arguments": {}, "_meta": envelope()}});
+    let touched = post_stateless(&gw, "tools/call", Some("changing__touch"), touch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        common::answer(touched).await["result"]["content"][0]["text"],
+        json!("touched")
+    );
+    let changed = events(&mut stream, &mut buf, 1).await;
+    assert_eq!(changed.len(), 1, "the upstream's change did not arrive");
+    assert_eq!(
+        changed[0]["method"],
+        json!("notifications/tools/list_changed")
+    );
+    assert_eq!(
+        changed[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        json!("listen-1")
+    );
+
+    // The gateway's own change (a route added by a reload): tools only, as asked.
+    std::fs::write(
+        gw.routes_dir().join("beta.yaml"),
+        format!(
+            "name: beta\nvisibility: [\"*\"]\nupstream:\n  url: {}\n",
+            beta.url
+        ),
+    )
+    .unwrap();
+    let reloaded = events(&mut stream, &mut buf, 1).await;
+    assert_eq!(reloaded.len(), 1, "the reload's change did not arrive");
+    assert_eq!(
+        reloaded[0]["method"],
+        json!("notifications/tools/list_changed")
+    );
+    assert_eq!(
+        reloaded[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        json!("listen-1")
+    );
+
+    // A 2025 session has its GET stream instead.
+    let raw = Raw::open(&gw.url).await;
+    let (_, e) = raw
+        .rpc(
+            json!({"jsonrpc": "2.0", "id": 5, "method": "subscriptions/listen", "params": {}})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(e["error"]["code"], json!(-32601), "{e}");
+}
