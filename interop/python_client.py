@@ -5,14 +5,23 @@ prompts, resources and templates, calls every route's `echo`, reads a resource a
 and prints one line per check; any failure raises (exit status 1). The SDK validates every 2026
 result strictly (`resultType`, `ttlMs`, `cacheScope`), so a wrong answer cannot pass.
 
-Usage: python python_client.py URL ROUTE[,ROUTE...] MODE [MODE...]
+Usage: python python_client.py URL ROUTE[,ROUTE...] MODE [MODE...] [--approve]
+With --approve, the first route's `note` is expected to need the user's approval (answered yes).
 A ROUTE written `:name` is expected unprefixed (a per-server door, `/servers/name/mcp`).
 """
 
 import asyncio
 import sys
 
-from mcp import Client
+from mcp import Client, types
+
+APPROVED = []
+
+
+async def approve(context, params: types.ElicitRequestParams) -> types.ElicitResult:
+    """The user, saying yes to the gateway's approval question."""
+    APPROVED.append(params.message)
+    return types.ElicitResult(action="accept", content={"approve": True})
 
 
 def names(spec: str) -> tuple[str, str, str]:
@@ -23,7 +32,7 @@ def names(spec: str) -> tuple[str, str, str]:
 
 
 async def run(url: str, routes: list[str], mode: str) -> None:
-    async with Client(url, mode=mode, raise_exceptions=True) as client:
+    async with Client(url, mode=mode, raise_exceptions=True, elicitation_callback=approve) as client:
         tools = [t.name for t in (await client.list_tools()).tools]
         for route, tool, _ in map(names, routes):
             assert f"{tool}echo" in tools, f"{tool}echo not in {tools}"
@@ -43,11 +52,21 @@ async def run(url: str, routes: list[str], mode: str) -> None:
         assert read.contents[0].text == f"{route} resource readme", read
         templates = (await client.list_resource_templates()).resource_templates
         assert templates, "no resource templates"
-        print(f"python {mode}: {len(tools)} tools, {len(routes)} calls, prompt, resource: ok")
+        approved = ""
+        if "--approve" in sys.argv:
+            # `note` needs the user's approval: asked on the call's stream (sessions) or in an
+            # input_required round (2026-07-28), answered by `approve` above.
+            asked = len(APPROVED)
+            result = await client.call_tool(f"{names(routes[0])[1]}note", {"text": "n"})
+            assert result.content[0].text == f"{route} noted n", result
+            assert len(APPROVED) == asked + 1 and "note" in APPROVED[-1], APPROVED
+            approved = ", approval"
+        print(f"python {mode}: {len(tools)} tools, {len(routes)} calls, prompt, resource{approved}: ok")
 
 
 async def main() -> None:
-    url, routes, modes = sys.argv[1], sys.argv[2].split(","), sys.argv[3:]
+    url, routes = sys.argv[1], sys.argv[2].split(",")
+    modes = [m for m in sys.argv[3:] if not m.startswith("--")]
     for mode in modes:
         await run(url, routes, mode)
 

@@ -15,6 +15,8 @@ pub const UNAUTHORIZED: i64 = -32001;
 pub const RESOURCE_NOT_FOUND: i64 = -32002;
 /// 2026-07-28: a routing header is missing, repeated, malformed or does not match the body.
 pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request needs a client capability it did not declare.
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 /// 2026-07-28: the protocol version in `_meta` is not one this path serves.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
@@ -51,6 +53,11 @@ pub enum Cause {
     MissingEnvelope(&'static str),
     #[error("Unsupported protocol version `{requested}`")]
     VersionUnsupported { requested: String },
+    #[error("{what}, which needs a client capability this request did not declare")]
+    MissingCapability {
+        what: String,
+        required: serde_json::Value,
+    },
     /// A method the stateless revision does not have (or removed).
     #[error("Method not found: `{0}`")]
     UnknownMethod(String),
@@ -168,7 +175,7 @@ impl GatewayError {
             // Bad params of a request that could be read are answered like any JSON-RPC error.
             Malformed { .. } if self.id.is_some() => 200,
             UnsupportedVersion(_) | UnreadableBody | HeaderMismatch(_) | Malformed { .. } => 400,
-            MissingEnvelope(_) | VersionUnsupported { .. } => 400,
+            MissingEnvelope(_) | VersionUnsupported { .. } | MissingCapability { .. } => 400,
             UnknownMethod(_) => 404,
             NoSession | UnknownResponse => 400,
             AuditFull | UpstreamBusy { .. } => 503,
@@ -203,6 +210,7 @@ impl GatewayError {
             InvalidParams(_) | MissingEnvelope(_) => jsonrpc::INVALID_PARAMS,
             HeaderMismatch(_) => HEADER_MISMATCH,
             VersionUnsupported { .. } => UNSUPPORTED_PROTOCOL_VERSION,
+            MissingCapability { .. } => MISSING_CLIENT_CAPABILITY,
             UpstreamUnavailable(_)
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
@@ -260,6 +268,9 @@ impl GatewayError {
         let data = match &self.cause {
             Cause::RateLimited(r) => Some(serde_json::json!({"retryAfterSeconds": retry_secs(r)})),
             Cause::UpstreamBusy { .. } => Some(serde_json::json!({"retryAfterSeconds": 1})),
+            Cause::MissingCapability { required, .. } => {
+                Some(serde_json::json!({"requiredCapabilities": required}))
+            }
             Cause::VersionUnsupported { requested } => Some(serde_json::json!({
                 "supported": crate::mcp::SUPPORTED_VERSIONS.iter().rev().collect::<Vec<_>>(),
                 "requested": requested,

@@ -320,7 +320,19 @@ async fn call(
         return passthrough::relay(sh, s, ctx, caller, route, body.clone(), answer).await;
     }
     // Approval comes last, so nobody is asked about a call that a limit would refuse anyway.
-    let streaming = if needs_approval {
+    let streaming = if needs_approval && stateless {
+        match approval::round::approve(sh, ctx, route, &exposed, &mut params, id).await? {
+            approval::round::Round::Approved => false,
+            approval::round::Round::Ask(result) => {
+                ctx.outcome = Some(Outcome::Refused);
+                ctx.refused = Some("waiting for the user's approval (input_required)".into());
+                http::json(s, 200, jsonrpc::success(id, &result), &[])
+                    .await
+                    .ok();
+                return Ok(());
+            }
+        }
+    } else if needs_approval {
         let arguments = params.get("arguments").map(|a| a.as_ref());
         match approval::approve(sh, s, ctx, route, &exposed, arguments, id).await {
             Approval::Approved => true,

@@ -105,3 +105,34 @@ impl Redis {
         self.run(async |c| c.exists(key).await).await
     }
 }
+
+/// Records `nonce` as used until `exp` (Unix seconds); false if it already was: here (`local`)
+/// or, with a store, on any instance. A store that does not answer leaves the check to this
+/// instance, with a warning naming `what`.
+pub async fn use_once(
+    local: &crate::cache::Bounded<u128, ()>,
+    store: Option<&Redis>,
+    what: &str,
+    nonce: u128,
+    exp: u64,
+) -> bool {
+    let here = local.insert_new(nonce, (), exp);
+    let Some(store) = store else {
+        return here;
+    };
+    let ttl = Duration::from_secs(exp.saturating_sub(crate::mcp::session::now_secs()));
+    match store
+        .first_use(&format!("mcp-edge:{what}:{nonce:032x}"), ttl)
+        .await
+    {
+        Ok(first) => here && first,
+        Err(e) => {
+            if store.should_log() {
+                log::warn!(
+                    "sessions.store failed ({e}); {what} nonces are single-use on this instance only"
+                );
+            }
+            here
+        }
+    }
+}

@@ -213,3 +213,124 @@ async fn an_unprefixed_route_serves_its_own_names() {
         json!("alpha resource readme")
     );
 }
+
+#[tokio::test]
+async fn stateless_callers_approve_in_an_input_required_round() {
+    let (alpha, _beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![(
+            "alpha",
+            alpha.url.clone(),
+            "tools:\n  echo: { approval: required }",
+        )],
+        extra: "",
+    });
+    let v = Some("2026-07-28");
+    let name = Some("alpha__echo");
+    let with_elicitation = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |meta: &Value, text: &str, extra: Value| {
+        let mut params = json!({"name": "alpha__echo", "arguments": {"text": text}, "_meta": meta});
+        for (k, val) in extra.as_object().unwrap() {
+            params[k] = val.clone();
+        }
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params": params})
+    };
+
+    // A client that cannot be asked is told which capability the call needs.
+    let (status, e) = stateless(
+        &gw,
+        call(&envelope("2026-07-28"), "x", json!({})),
+        v,
+        Some("tools/call"),
+        name,
+    )
+    .await;
+    assert_eq!((status, code(&e)), (400, -32021), "{e}");
+    assert!(
+        e["error"]["data"]["requiredCapabilities"]["elicitation"].is_object(),
+        "{e}"
+    );
+
+    // The first round asks; nothing runs upstream.
+    let (status, asked) = stateless(
+        &gw,
+        call(&with_elicitation, "x", json!({})),
+        v,
+        Some("tools/call"),
+        name,
+    )
+    .await;
+    assert_eq!(status, 200, "{asked}");
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], json!("input_required"), "{asked}");
+    let question = &result["inputRequests"]["mcp-edge.approve"];
+    assert_eq!(question["method"], json!("elicitation/create"));
+    assert!(
+        question["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("alpha__echo")
+    );
+    let state = result["requestState"].clone();
+    assert!(state.is_string());
+
+    let yes = json!({"mcp-edge.approve": {"action": "accept", "content": {"approve": true}}});
+    let retry = |text: &str, state: &Value, answer: &Value| {
+        call(
+            &with_elicitation,
+            text,
+            json!({"requestState": state, "inputResponses": answer}),
+        )
+    };
+    // Bound to the call: other arguments, or a made-up state, are refused.
+    let (_, e) = stateless(
+        &gw,
+        retry("other", &state, &yes),
+        v,
+        Some("tools/call"),
+        name,
+    )
+    .await;
+    assert_eq!(code(&e), -32602, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another call"),
+        "{e}"
+    );
+    let (_, e) = stateless(
+        &gw,
+        retry("x", &json!("forged"), &yes),
+        v,
+        Some("tools/call"),
+        name,
+    )
+    .await;
+    assert_eq!(code(&e), -32602, "{e}");
+
+    // A no is a no.
+    let no = json!({"mcp-edge.approve": {"action": "decline"}});
+    let (_, e) = stateless(&gw, retry("x", &state, &no), v, Some("tools/call"), name).await;
+    assert_eq!(code(&e), -32001, "{e}");
+
+    // A yes runs the call once; the same state cannot run it again.
+    let (status, ran) = stateless(&gw, retry("x", &state, &yes), v, Some("tools/call"), name).await;
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(
+        ran["result"]["content"][0]["text"],
+        json!("alpha: x"),
+        "{ran}"
+    );
+    assert_eq!(ran["result"]["resultType"], json!("complete"));
+    let (_, e) = stateless(&gw, retry("x", &state, &yes), v, Some("tools/call"), name).await;
+    assert_eq!(code(&e), -32602, "replayed: {e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{e}"
+    );
+}

@@ -233,7 +233,7 @@ fn client_key(client_id: &str) -> String {
 pub struct OAuthFront {
     sealer: Arc<Sealer>,
     client: Arc<HttpClient>,
-    used_states: Bounded<u64, ()>,
+    used_states: Bounded<u128, ()>,
     /// Client ID Metadata Documents fetched lately, by URL.
     documents: Bounded<String, Client>,
     /// Where instances share used login states (`sessions.store`).

@@ -2,9 +2,13 @@
 //! elicitation on the call's own event stream, naming the tool and showing its arguments, and
 //! proceeds only on an explicit yes. A question's id is 128 random bits bound to the session and
 //! caller that asked; an answer from anyone else is treated exactly like an unknown id. Clients
-//! that cannot be asked (no elicitation capability, or stateless) are refused with a clear error.
+//! that cannot be asked (no elicitation capability) are refused with a clear error; stateless
+//! callers are asked in an `input_required` round (`round.rs`).
+
+pub mod round;
 
 use super::Shared;
+use crate::cache::Bounded;
 use crate::config::Route;
 use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
@@ -25,10 +29,20 @@ pub const APPROVAL_PREFIX: &str = "mcp-edge:approval:";
 /// The most of a call's arguments the question shows.
 const SHOWN_ARGUMENTS: usize = 1000;
 
-/// Questions waiting for the user's answer, by their random id.
-#[derive(Default)]
+/// Questions waiting for the user's answer, by their random id; and the stateless rounds'
+/// nonces already used.
 pub struct Approvals {
     waiting: std::sync::Mutex<HashMap<u128, Waiting>>,
+    rounds: Bounded<u128, ()>,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Self {
+            waiting: Default::default(),
+            rounds: Bounded::new(super::shared::LOCAL_CAP),
+        }
+    }
 }
 
 /// Who may answer one question, and where the answer goes.

@@ -230,28 +230,16 @@ impl OAuthFront {
     }
 
     /// Records a login state as used; false if it already was (replay), here or, with a
-    /// sessions store, on any instance. A store that does not answer leaves the check to this
-    /// instance, with a warning.
+    /// sessions store, on any instance.
     async fn use_once(&self, nonce: u64, exp: u64) -> bool {
-        let here = self.used_states.insert_new(nonce, (), exp);
-        let Some(store) = &self.store else {
-            return here;
-        };
-        let ttl = std::time::Duration::from_secs(exp.saturating_sub(now_secs()));
-        match store
-            .first_use(&format!("mcp-edge:oauth-state:{nonce:016x}"), ttl)
-            .await
-        {
-            Ok(first) => here && first,
-            Err(e) => {
-                if store.should_log() {
-                    log::warn!(
-                        "sessions.store failed ({e}); login states are single-use on this instance only"
-                    );
-                }
-                here
-            }
-        }
+        crate::store::use_once(
+            &self.used_states,
+            self.store.as_deref(),
+            "oauth-state",
+            u128::from(nonce),
+            exp,
+        )
+        .await
     }
 }
 
