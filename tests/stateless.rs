@@ -334,3 +334,67 @@ async fn stateless_callers_approve_in_an_input_required_round() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_2025_upstream_asking_a_2026_client_ends_the_call_clearly() {
+    let legacy = mcp_edge::demo::spawn_upstream_with(
+        "legacy",
+        "127.0.0.1:0",
+        mcp_edge::demo::Mode::LegacyOnly,
+    )
+    .await
+    .unwrap();
+    let gw = Gateway::start(Setup {
+        routes: vec![("legacy", legacy.url.clone(), "")],
+        extra: "",
+    });
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let body = json!({"jsonrpc":"2.0","id":"c1","method":"tools/call",
+        "params":{"name":"legacy__confirm","arguments":{},"_meta": meta.clone()}});
+    let started = std::time::Instant::now();
+    let (status, e) = stateless(
+        &gw,
+        body,
+        Some("2026-07-28"),
+        Some("tools/call"),
+        Some("legacy__confirm"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!((code(&e), e["id"].clone()), (-32603, json!("c1")), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("elicitation/create"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at once, not at a timeout"
+    );
+    // No server request reached the 2026 client on the way.
+    let raw = http()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "legacy__confirm")
+        .body(
+            json!({"jsonrpc":"2.0","id":"c2","method":"tools/call",
+            "params":{"name":"legacy__confirm","arguments":{},"_meta": meta}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("\"c2\"") && !raw.contains("\"method\":\"elicitation/create\""),
+        "{raw}"
+    );
+}

@@ -72,6 +72,17 @@ impl Rewriter<'_> {
                 Some((Cow::Owned(out), None))
             }
             Kind::Notification => Some((Cow::Owned(data.to_vec()), None)),
+            // A 2026-07-28 stream carries no server requests, and bridging one into an
+            // `input_required` round is not built yet: the call ends with a clear error.
+            Kind::Request if self.stateless.is_some() => {
+                let message = format!(
+                    "upstream `{}` asked the client for `{}` during the call; relaying server requests to 2026-07-28 clients is not supported yet (use a 2025-11-25 session)",
+                    self.route,
+                    msg.method()
+                );
+                let out = jsonrpc::failure(Some(self.client_id), jsonrpc::INTERNAL_ERROR, &message);
+                Some((Cow::Owned(out), Some(Ending::Error)))
+            }
             Kind::Request => {
                 let id =
                     jsonrpc::to_raw(&format!("{RELAY_PREFIX}{}:{}", self.route, msg.id_text()));

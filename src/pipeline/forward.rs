@@ -363,11 +363,16 @@ async fn stream(
         }
         if let Some(outcome) = done {
             if failure.is_none() {
-                // Let the upstream end its stream so the connection can be reused.
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                // Let the upstream end its stream so the connection can be reused; one that
+                // does not (it still waits for something, e.g. an answer the client cannot
+                // give) is told the request is over.
+                let ended = tokio::time::timeout(Duration::from_secs(1), async {
                     while let Ok(Some(_)) = ex.chunk().await {}
                 })
                 .await;
+                if ended.is_err() {
+                    cancel(sh, route, link, rw.upstream_id).await;
+                }
             }
             return outcome;
         }
