@@ -430,7 +430,14 @@ async fn open_streams_hear_list_changed_when_routes_change() {
     let before = gw
         .metric("mcp_edge_config_reloads_total{result=\"ok\"}")
         .await;
-    std::fs::write(gw.config.parent().unwrap().join("unrelated.txt"), "x").expect("touch");
+    write_route(
+        &gw,
+        "alpha",
+        &format!(
+            "name: alpha\nowner: someone\nvisibility: [\"*\"]\nupstream:\n  url: {}\n",
+            alpha.url
+        ),
+    );
     assert!(reloads_past(&gw, "ok", before).await);
     write_route(
         &gw,

@@ -128,34 +128,60 @@ impl BackgroundService for KeyRefresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let store = &self.auth.keys;
         let mut generation = self.live.subscribe();
+        // The key source last fetched, and when to fetch again. A reload that leaves the source
+        // as it was fetches nothing (routes change far more often than the IdP).
+        let mut fetched_from: Option<String> = None;
+        let mut next = tokio::time::Instant::now();
         loop {
             let snap = self.live.snapshot();
-            let wait = match &snap.auth {
-                AuthSettings::None => Duration::from_secs(3600),
-                AuthSettings::Jwt(s) => match self.fetch(&s.keys).await {
-                    Ok(set) => {
-                        let (n, gone) = store.install(&set);
-                        log::info!("verification keys loaded: {n}");
-                        if gone {
-                            // Tokens verified by a key the IdP no longer publishes are not kept.
-                            self.auth.forget_verified();
-                        }
-                        s.refresh
-                    }
-                    Err(e) => {
-                        log::warn!("cannot load the IdP's verification keys: {e}; retrying");
-                        RETRY
-                    }
-                },
+            let source = match &snap.auth {
+                AuthSettings::None => None,
+                AuthSettings::Jwt(s) => Some((source_id(&s.keys), s)),
             };
-            store.fetched.send_modify(|g| *g += 1);
+            let due = tokio::time::Instant::now() >= next;
+            match source {
+                Some((id, s)) if due || fetched_from.as_ref() != Some(&id) => {
+                    let wait = match self.fetch(&s.keys).await {
+                        Ok(set) => {
+                            let (n, gone) = store.install(&set);
+                            log::info!("verification keys loaded: {n}");
+                            if gone {
+                                // Tokens verified by a key the IdP no longer publishes are not kept.
+                                self.auth.forget_verified();
+                            }
+                            fetched_from = Some(id);
+                            s.refresh
+                        }
+                        Err(e) => {
+                            log::warn!("cannot load the IdP's verification keys: {e}; retrying");
+                            RETRY
+                        }
+                    };
+                    next = tokio::time::Instant::now() + wait;
+                    store.fetched.send_modify(|g| *g += 1);
+                }
+                Some(_) => {}
+                None => next = tokio::time::Instant::now() + Duration::from_secs(3600),
+            }
             tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = store.wanted.notified() => {}
+                _ = tokio::time::sleep_until(next) => {}
+                // A token with an unknown key asks for a fetch now.
+                _ = store.wanted.notified() => next = tokio::time::Instant::now(),
                 // A new configuration may change what a valid token is: verify anew.
                 Ok(()) = generation.changed() => self.auth.forget_verified(),
             }
+        }
+    }
+}
+
+/// What identifies where keys come from (a changed one is fetched at once).
+fn source_id(source: &KeySource) -> String {
+    match source {
+        KeySource::Discover(up) => format!("discover {}", up.url),
+        KeySource::Jwks(up) => format!("jwks {}", up.url),
+        KeySource::Static(set) => {
+            format!("static {}", serde_json::to_string(set).unwrap_or_default())
         }
     }
 }

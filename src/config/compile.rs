@@ -101,7 +101,20 @@ pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         let text = read(&file)?;
         routes.push(Source { file, text });
     }
-    compile_parsed(&gateway.file, raw, &routes, Some(dir))
+    let mut snapshot = compile_parsed(&gateway.file, raw, &routes, Some(dir))?;
+    snapshot.sources = digest(&gateway, &routes);
+    Ok(snapshot)
+}
+
+/// What the files said, as one number: a reload whose files say the same is no change.
+fn digest(gateway: &Source, routes: &[Source]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for source in std::iter::once(gateway).chain(routes) {
+        source.file.hash(&mut h);
+        source.text.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Compiles configuration held in memory.
@@ -369,6 +382,7 @@ fn compile_parsed(
         oauth,
         routes,
         by_prefix: HashMap::new(),
+        sources: 0,
         by_name: HashMap::new(),
     };
     Ok(snapshot.indexed())

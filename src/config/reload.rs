@@ -1,7 +1,9 @@
 //! Live configuration: a file watcher on the config and routes directories (debounced; editors'
 //! rename-writes and Kubernetes ConfigMap symlink swaps are directory events too) and SIGHUP both
-//! trigger a reload. A valid change is compiled and swapped in; an invalid one is logged with
-//! every error, counted, and the last good snapshot keeps serving.
+//! trigger a reload. Only the configuration file and route files count (a log or an editor's swap
+//! file beside them does not), and files that say what they said before are no change: no new
+//! generation, no refetch, no notification. A valid change is compiled and swapped in; an
+//! invalid one is logged with every error, counted, and the last good snapshot keeps serving.
 
 use crate::config::{self, Live};
 use crate::mcp::session::now_secs;
@@ -27,8 +29,15 @@ pub struct Reloader {
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let config_name = self.config_path.file_name().map(ToOwned::to_owned);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
+            let relevant = event.is_ok_and(|e| {
+                !e.kind.is_access()
+                    && e.paths
+                        .iter()
+                        .any(|p| is_configuration(p, config_name.as_deref()))
+            });
+            if relevant {
                 let _ = tx.send(());
             }
         });
@@ -60,10 +69,11 @@ impl BackgroundService for Reloader {
                 Some(()) = rx.recv() => {
                     // Debounce: wait until the directory has been quiet for a moment.
                     while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-                    self.reload("a file changed").await;
+                    self.reload("a file changed", false).await;
                 }
                 Some(()) = async { match &mut hangup { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    self.reload("SIGHUP").await;
+                    // An operator's explicit reload also takes changed secret files and DNS.
+                    self.reload("SIGHUP", true).await;
                 }
             }
         }
@@ -87,7 +97,7 @@ impl Reloader {
         dirs
     }
 
-    async fn reload(&self, why: &str) {
+    async fn reload(&self, why: &str, always: bool) {
         let path = self.config_path.clone();
         // Loading reads files and resolves upstream hosts: blocking work, off the data path.
         let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
@@ -95,6 +105,10 @@ impl Reloader {
         match loaded {
             Ok(Ok(snapshot)) => {
                 let old = self.live.snapshot();
+                if !always && snapshot.sources == old.sources {
+                    log::debug!("configuration files unchanged ({why}); nothing to reload");
+                    return;
+                }
                 for setting in restart_needed(&old, &snapshot) {
                     log::warn!(
                         "configuration reload: `{setting}` changed; it takes effect after a restart"
@@ -125,6 +139,22 @@ impl Reloader {
     }
 }
 
+/// Whether a changed path can change the configuration: the configuration file, a route file
+/// (`*.yaml`, `*.yml`), or a Kubernetes ConfigMap's `..data` link swap. Logs, editors' swap
+/// files and anything else in those directories are not.
+fn is_configuration(path: &Path, config_name: Option<&std::ffi::OsStr>) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    let text = name.to_string_lossy();
+    Some(name) == config_name
+        || text.starts_with("..")
+        || matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) && !text.starts_with('.')
+}
+
 /// Settings that are read once at start.
 fn restart_needed(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'static str> {
     let mut changed = Vec::new();
@@ -153,4 +183,34 @@ fn restart_needed(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'stati
         changed.push("audit");
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_configuration;
+    use std::ffi::OsStr;
+    use std::path::Path;
+
+    #[test]
+    fn only_configuration_files_trigger_a_reload() {
+        let conf = Some(OsStr::new("mcp-edge.yaml"));
+        for yes in [
+            "/c/mcp-edge.yaml",
+            "/r/alpha.yaml",
+            "/r/beta.yml",
+            "/r/..data",
+            "/r/..2026_v2",
+        ] {
+            assert!(is_configuration(Path::new(yes), conf), "{yes}");
+        }
+        for no in [
+            "/c/gateway.log",
+            "/c/.mcp-edge.yaml.swp",
+            "/r/alpha.yaml~",
+            "/r/.alpha.yaml.swp",
+            "/r/notes.txt",
+        ] {
+            assert!(!is_configuration(Path::new(no), conf), "{no}");
+        }
+    }
 }

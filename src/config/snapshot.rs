@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub oauth: Option<OAuthProxy>,
     pub routes: Vec<Route>,
     pub(super) by_prefix: HashMap<String, usize>,
+    /// A digest of the files this was compiled from (0 when not loaded from disk).
+    pub sources: u64,
     pub(super) by_name: HashMap<String, usize>,
 }
 

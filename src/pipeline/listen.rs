@@ -1,5 +1,6 @@
-//! `GET /mcp`: a session's standalone SSE stream. The gateway tells the client here when the
-//! merged lists change because the routes did (a reload added, removed or re-pointed one).
+//! `GET /mcp`: a session's standalone SSE stream. The gateway tells the client here when its
+//! merged lists change because the routes did (a reload added, removed, re-pointed or re-ruled a
+//! route it sees; a change to routes it cannot see tells it nothing).
 
 use super::{Shared, session};
 use crate::config::Snapshot;
@@ -14,12 +15,16 @@ use std::time::Duration;
 /// An SSE comment this often keeps idle intermediaries from closing the stream.
 pub(super) const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// What a client's merged lists are made of: which routes, under which prefixes, where.
-pub(super) fn fingerprint(snap: &Snapshot) -> Vec<(String, String, String)> {
-    snap.routes
-        .iter()
-        .map(|r| (r.name.clone(), r.prefix.clone(), r.upstream.url.clone()))
-        .collect()
+/// What this caller's merged lists are made of: which routes they see, under which prefixes,
+/// where, under which policy. A reload that leaves it as it was tells this caller nothing.
+pub(super) fn fingerprint(snap: &Snapshot, caller: &Caller) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for r in super::visible(snap, caller) {
+        (&r.name, &r.prefix, &r.upstream.url).hash(&mut h);
+        format!("{:?}", r.policy).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Decrements the open-streams gauge however the stream ends.
@@ -49,7 +54,7 @@ pub async fn serve(
     }
     session::session_of(sh, s, caller).await?;
     let mut generation = sh.live.subscribe();
-    let mut seen = fingerprint(snap);
+    let mut seen = fingerprint(snap, caller);
     if http::sse_start(s, &[]).await.is_err() {
         return Ok(());
     }
@@ -63,7 +68,7 @@ pub async fn serve(
                 if changed.is_err() {
                     return Ok(());
                 }
-                let now = fingerprint(&sh.live.snapshot());
+                let now = fingerprint(&sh.live.snapshot(), caller);
                 if now == seen {
                     continue;
                 }

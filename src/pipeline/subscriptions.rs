@@ -124,7 +124,7 @@ pub async fn listen(
     sh.metrics.open_streams.inc();
     let _open = Open(&sh.metrics.open_streams);
     let mut generation = sh.live.subscribe();
-    let mut seen = listen::fingerprint(snap);
+    let mut seen = listen::fingerprint(snap, caller);
     let mut keepalive = tokio::time::interval(listen::KEEPALIVE);
     keepalive.tick().await;
     loop {
@@ -134,7 +134,7 @@ pub async fn listen(
                 if changed.is_err() {
                     return Ok(());
                 }
-                let now = listen::fingerprint(&sh.live.snapshot());
+                let now = listen::fingerprint(&sh.live.snapshot(), caller);
                 if now == seen {
                     continue;
                 }

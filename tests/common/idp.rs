@@ -46,6 +46,8 @@ struct IdpState {
     key: EncodingKey,
     /// What `/jwks` serves.
     jwks: Mutex<Value>,
+    /// How often `/jwks` was fetched.
+    jwks_fetches: std::sync::atomic::AtomicUsize,
 }
 
 impl Idp {
@@ -76,6 +78,7 @@ impl Idp {
             seen: Mutex::new(Vec::new()),
             key: key.clone(),
             jwks: Mutex::new(json!({"keys": [jwk]})),
+            jwks_fetches: Default::default(),
         });
         let meta = json!({
             "issuer": url,
@@ -106,6 +109,13 @@ impl Idp {
             state,
             stop,
         }
+    }
+
+    /// How often the gateway fetched the JWKS.
+    pub fn jwks_fetches(&self) -> usize {
+        self.state
+            .jwks_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Takes the signing key out of the JWKS (a key rotated away or revoked).
@@ -167,6 +177,8 @@ fn oauth_error(status: u16, error: &str, description: &str) -> axum::response::R
 const AADSTS901002: &str = "AADSTS901002: The 'resource' request parameter isn't supported.";
 
 async fn jwks(axum::extract::State(st): axum::extract::State<Arc<IdpState>>) -> axum::Json<Value> {
+    st.jwks_fetches
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     axum::Json(st.jwks.lock().unwrap().clone())
 }
 

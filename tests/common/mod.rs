@@ -187,13 +187,20 @@ impl Gateway {
 /// when it is picked until the process it is for binds it, and tests running in parallel must
 /// not pick the same one meanwhile (two gateways sharing a port would split its connections).
 pub fn free_port() -> u16 {
+    // Below the kernel's ephemeral range, so no outgoing connection's local port can take it
+    // between this pick and the gateway's bind (that race refused connections now and then).
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.max(10_001));
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = from + rand::random::<u16>() % (to - from);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
         if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
             return port;
         }
