@@ -1,94 +1,19 @@
 //! `subscriptions/listen` on `/mcp` (2026-07-28): the acknowledgement first, tagged with the
 //! request's id; list changes from a reload of the gateway's routes and from an upstream's own
 //! listen stream, re-tagged; only the kinds asked for; and the method unknown to 2025 sessions.
-//! The upstream here is a minimal 2026-07-28 server written for the test, whose `touch` tool
-//! announces that its tools changed on every open listen stream.
+//! The upstream is `common::modern`'s 2026-07-28-only server, whose `touch` tool announces that
+//! its tools changed on every open listen stream.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use bytes::Bytes;
+use common::modern::changing_upstream;
 use common::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::broadcast;
-
-/// A stateless upstream with one tool, `touch`, that announces a tools list change.
-async fn changing_upstream() -> String {
-    let (changes, _) = broadcast::channel::<()>(16);
-    let app = axum::Router::new().route(
-        "/mcp",
-        post(move |body: Bytes| {
-            let changes = changes.clone();
-            async move { serve_upstream(&changes, &body) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}/mcp")
-}
-
-fn serve_upstream(changes: &broadcast::Sender<()>, body: &[u8]) -> Response {
-    let req: Value = serde_json::from_slice(body).unwrap();
-    let id = req["id"].clone();
-    let result =
-        |r: Value| axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": r})).into_response();
-    match req["method"].as_str().unwrap_or_default() {
-        "server/discover" => result(json!({
-            "resultType": "complete", "supportedVersions": ["2026-07-28"],
-            "capabilities": {"tools": {"listChanged": true}},
-            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "changing", "version": "1"}},
-            "ttlMs": 0, "cacheScope": "public",
-        })),
-        "tools/list" => result(json!({
-            "resultType": "complete", "ttlMs": 0, "cacheScope": "public",
-            "tools": [{"name": "touch", "inputSchema": {"type": "object"},
-                       "annotations": {"readOnlyHint": true}}],
-        })),
-        "tools/call" => {
-            let _ = changes.send(());
-            result(
-                json!({"resultType": "complete", "content": [{"type": "text", "text": "touched"}]}),
-            )
-        }
-        "subscriptions/listen" => {
-            let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-                "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id},
-                           "notifications": {"toolsListChanged": true}}});
-            let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
-                "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id}}});
-            let first = futures::stream::once(async move { event(&ack) });
-            let rest = tokio_stream_of(changes.subscribe()).map(move |()| event(&changed));
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(first.chain(rest)))
-                .unwrap()
-        }
-        _ => (axum::http::StatusCode::NOT_FOUND, "").into_response(),
-    }
-}
-
-fn event(v: &Value) -> Result<Bytes, std::io::Error> {
-    Ok(Bytes::from(format!("event: message\ndata: {v}\n\n")))
-}
-
-fn tokio_stream_of(rx: broadcast::Receiver<()>) -> impl futures::Stream<Item = ()> {
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(()) => return Some(((), rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-}
 
 fn envelope() -> Value {
     json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",

@@ -398,3 +398,40 @@ async fn a_2025_upstream_asking_a_2026_client_ends_the_call_clearly() {
         "{raw}"
     );
 }
+
+#[tokio::test]
+async fn a_2025_session_reaches_an_upstream_that_speaks_only_2026() {
+    let modern = common::modern::changing_upstream().await;
+    let (alpha, _beta) = two_upstreams().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![("modern", modern, ""), ("alpha", alpha.url.clone(), "")],
+        extra: "",
+    });
+    // The upstream refuses initialize; the session serves it statelessly, envelope added.
+    let raw = Raw::open(&gw.url).await;
+    let names = raw.tool_names().await;
+    assert!(
+        names.contains(&"modern__touch".to_string()) && names.contains(&"alpha__echo".to_string()),
+        "{names:?}"
+    );
+    let call = |name: &str| {
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":{}}})
+            .to_string()
+    };
+    let (_, v) = raw.rpc(call("modern__touch")).await;
+    assert_eq!(v["result"]["content"][0]["text"], json!("touched"), "{v}");
+    assert!(
+        v["result"].get("resultType").is_none(),
+        "a 2025 client sees no 2026 fields: {v}"
+    );
+    // Input the upstream asks for cannot be relayed into the session yet: a clear error.
+    let (_, e) = raw.rpc(call("modern__ask")).await;
+    assert_eq!(code(&e), -32603, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input_required"),
+        "{e}"
+    );
+}

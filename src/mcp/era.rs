@@ -108,6 +108,11 @@ pub fn for_stateless(result: &RawValue, method: &str) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(&fields).ok()
 }
 
+/// Whether a result asks the client for input (`input_required`, 2026-07-28).
+pub fn asks_for_input(result: &RawValue) -> bool {
+    probe(result).result_type.as_deref() == Some("input_required")
+}
+
 /// The form of an upstream's result for a 2025 client: the 2026 fields left out. `None`: it
 /// has none of them.
 pub fn for_session(result: &RawValue) -> Option<Box<RawValue>> {

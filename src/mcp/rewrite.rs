@@ -45,6 +45,20 @@ impl Rewriter<'_> {
     pub fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, Option<Ending>)> {
         let (msg, kind) = Message::parse(data).ok()?;
         match kind {
+            // A 2026 upstream asking a 2025 session client for input: bridging the rounds through
+            // the session is not built yet, so the call ends with a clear error.
+            Kind::Response
+                if msg.id.map(RawValue::get) == Some(self.upstream_id.get())
+                    && self.stateless.is_none()
+                    && msg.result.is_some_and(era::asks_for_input) =>
+            {
+                let message = format!(
+                    "upstream `{}` asked the client for input (input_required); relaying that to 2025 sessions is not supported yet (use protocol version 2026-07-28)",
+                    self.route
+                );
+                let out = jsonrpc::failure(Some(self.client_id), jsonrpc::INTERNAL_ERROR, &message);
+                Some((Cow::Owned(out), Some(Ending::Error)))
+            }
             Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => {
                 let outcome = match msg.result {
                     None => Ending::Error,
@@ -121,6 +135,25 @@ pub fn strip_stateless_meta(params: &mut RawParams<'_>) {
     } else {
         params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
     }
+}
+
+/// Adds the stateless revision's `_meta` envelope to a 2025 session client's `params`, for an
+/// upstream that speaks only that revision: the version, and the capabilities the client
+/// declared at `initialize` (`capabilities`, JSON).
+pub fn add_stateless_meta(params: &mut RawParams<'_>, capabilities: &str) {
+    let mut meta: serde_json::Map<String, Value> = params
+        .get("_meta")
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .unwrap_or_default();
+    meta.insert(
+        super::META_PROTOCOL_VERSION.into(),
+        Value::String(super::STATELESS_VERSION.into()),
+    );
+    meta.insert(
+        super::META_CLIENT_CAPABILITIES.into(),
+        serde_json::from_str(capabilities).unwrap_or(Value::Object(Default::default())),
+    );
+    params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
 }
 
 /// Replaces the client's progress token with the gateway's; returns the client's.

@@ -8,9 +8,10 @@ use crate::config::Route;
 use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
 use crate::http;
+use crate::mcp;
 use crate::mcp::jsonrpc::{self, RawParams};
 use crate::mcp::rewrite::{
-    Ending, Rewriter, strip_stateless_meta, swap_progress_token, upstream_id,
+    Ending, Rewriter, add_stateless_meta, strip_stateless_meta, swap_progress_token, upstream_id,
 };
 use crate::mcp::sse;
 use crate::policy::Caller;
@@ -28,9 +29,10 @@ struct Call<'a> {
     /// The upstream's name of the tool or prompt, or its URI (for `Mcp-Name`).
     name: Option<&'a str>,
     body: Bytes,
-    /// The body for an upstream session when the client is stateless: the revision's `_meta`
-    /// keys left out (a 2025-era upstream refuses a 2026 request inside its session).
-    session_body: Option<Bytes>,
+    /// The body for a link of the other era, and whether that link is stateless: a stateless
+    /// client's request without the revision's `_meta` keys (a 2025 upstream refuses them inside
+    /// its session), or a session client's request with them (a 2026-only upstream needs them).
+    other_body: Option<(bool, Bytes)>,
     /// The client's answer is already an open event stream (an approval was asked on it).
     streaming: bool,
     /// The most of an upstream answer read whole (a JSON answer, one SSE event).
@@ -85,22 +87,35 @@ pub async fn call(
 ) -> Result<(), GatewayError> {
     let upstream_id = jsonrpc::to_raw(&upstream_id(ctx.caller_key, id));
     let client_token = swap_progress_token(&mut params, &upstream_id);
-    let session_body = if matches!(ctx.era, Era::Stateless) {
-        let mut legacy = params.clone();
-        strip_stateless_meta(&mut legacy);
-        Some(Bytes::from(jsonrpc::rebuild(
-            method,
-            Some(&upstream_id),
-            Some(&legacy),
-        )))
-    } else {
-        None
-    };
+    let other_body = match &ctx.era {
+        Era::Stateless => {
+            let mut legacy = params.clone();
+            strip_stateless_meta(&mut legacy);
+            Some((
+                false,
+                jsonrpc::rebuild(method, Some(&upstream_id), Some(&legacy)),
+            ))
+        }
+        Era::Session(state)
+            if state
+                .upstream(&route.name)
+                .is_some_and(|u| u.version == mcp::STATELESS_VERSION) =>
+        {
+            let mut modern = params.clone();
+            add_stateless_meta(&mut modern, &state.capabilities);
+            Some((
+                true,
+                jsonrpc::rebuild(method, Some(&upstream_id), Some(&modern)),
+            ))
+        }
+        _ => None,
+    }
+    .map(|(stateless, body)| (stateless, Bytes::from(body)));
     let call = Call {
         route,
         method,
         name: mcp_name,
-        session_body,
+        other_body,
         cap: ctx.snapshot.max_upstream_message_bytes,
         body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
         streaming,
@@ -153,8 +168,10 @@ async fn forward(
     let mut relinked = false;
     let mut ex = loop {
         let sent = {
-            let body = match (&call.session_body, &link.kind) {
-                (Some(b), LinkKind::Session { .. }) => b.clone(),
+            let body = match &call.other_body {
+                Some((stateless, b)) if *stateless == (link.kind == LinkKind::Stateless) => {
+                    b.clone()
+                }
                 _ => call.body.clone(),
             };
             let mut out = Outgoing::post(body);

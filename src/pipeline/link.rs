@@ -147,8 +147,52 @@ pub fn upstream_headers(
 }
 
 /// Opens a session with one upstream on behalf of a client: initialize, then initialized.
-/// `headers` carry the caller's identity and the route's credentials.
+/// `headers` carry the caller's identity and the route's credentials. An upstream that refuses
+/// `initialize` but speaks the stateless revision (its `server/discover` offers 2026-07-28) is
+/// served statelessly within the client's session: no upstream session, version 2026-07-28.
 pub async fn open_upstream(
+    sh: &Shared,
+    route: &Route,
+    hello: &ClientHello,
+    headers: &[(String, String)],
+) -> Result<(UpstreamSession, Value), UpstreamError> {
+    match initialize(sh, route, hello, headers).await {
+        Err(e @ (UpstreamError::Status(_) | UpstreamError::Garbage)) => {
+            match discover(sh, route, headers).await {
+                Some(capabilities) => Ok((
+                    UpstreamSession {
+                        route: route.name.clone(),
+                        session: None,
+                        version: STATELESS_VERSION.into(),
+                    },
+                    capabilities,
+                )),
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The capabilities of an upstream whose `server/discover` offers the stateless revision.
+async fn discover(sh: &Shared, route: &Route, headers: &[(String, String)]) -> Option<Value> {
+    let id = sh.upstreams.own_id();
+    let params = json!({"_meta": stateless_meta()});
+    let mut out = Outgoing::post(jsonrpc::request(&id, "server/discover", Some(&params)));
+    LinkKind::Stateless.apply(&mut out, "server/discover", None);
+    out.extra = headers;
+    let reply = upstream::rpc(&sh.upstreams.connector, &route.upstream, &out, &id)
+        .await
+        .ok()?;
+    let found: DiscoverResult = serde_json::from_str(reply.outcome.ok()?.get()).ok()?;
+    found
+        .supported_versions
+        .iter()
+        .any(|v| v.as_str() == STATELESS_VERSION)
+        .then(|| serde_json::to_value(&found.capabilities).unwrap_or(json!({})))
+}
+
+async fn initialize(
     sh: &Shared,
     route: &Route,
     hello: &ClientHello,
@@ -199,10 +243,7 @@ pub async fn link(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Opt
         Era::Session(state) => {
             let local = sh.sessions.replaced.get(&(state.id, route.name.clone()));
             match local.or_else(|| state.upstream(&route.name).cloned()) {
-                Some(u) => LinkKind::Session {
-                    session: u.session,
-                    version: u.version,
-                },
+                Some(u) => session_link(u),
                 None => return relink(sh, ctx, caller, route).await,
             }
         }
@@ -244,10 +285,7 @@ pub async fn relink(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> O
                 .ok()?
                 .map_err(|e| log::warn!("re-initialize of {} failed: {e}", peer_label(route)))
                 .ok()?;
-            let kind = LinkKind::Session {
-                session: session.session.clone(),
-                version: session.version.clone(),
-            };
+            let kind = session_link(session.clone());
             sh.sessions
                 .replaced
                 .insert((state.id, route.name.clone()), session, state.expires);
@@ -287,26 +325,23 @@ async fn stateless_link(
     route: &Route,
     headers: &[(String, String)],
 ) -> Result<LinkKind, UpstreamError> {
-    let id = sh.upstreams.own_id();
-    let params = json!({"_meta": stateless_meta()});
-    let mut out = Outgoing::post(jsonrpc::request(&id, "server/discover", Some(&params)));
-    LinkKind::Stateless.apply(&mut out, "server/discover", None);
-    out.extra = headers;
-    if let Ok(reply) = upstream::rpc(&sh.upstreams.connector, &route.upstream, &out, &id).await
-        && let Ok(result) = reply.outcome
-        && let Ok(found) = serde_json::from_str::<DiscoverResult>(result.get())
-        && found
-            .supported_versions
-            .iter()
-            .any(|v| v.as_str() == STATELESS_VERSION)
-    {
+    if discover(sh, route, headers).await.is_some() {
         return Ok(LinkKind::Stateless);
     }
     let (session, _) = open_upstream(sh, route, &ClientHello::gateway(), headers).await?;
-    Ok(LinkKind::Session {
-        session: session.session,
-        version: session.version,
-    })
+    Ok(session_link(session))
+}
+
+/// How a request in a client's session reaches an upstream it opened: its upstream session, or
+/// statelessly when the upstream speaks only the stateless revision.
+fn session_link(u: UpstreamSession) -> LinkKind {
+    if u.version == STATELESS_VERSION {
+        return LinkKind::Stateless;
+    }
+    LinkKind::Session {
+        session: u.session,
+        version: u.version,
+    }
 }
 
 #[cfg(test)]

@@ -179,25 +179,24 @@ pub async fn collect(
         if let Some(c) = &cursor {
             params.insert("cursor".into(), Value::String(c.clone()));
         }
-        match meta {
-            Some(m) => {
-                let mut meta: Map<String, Value> =
-                    serde_json::from_str(m.get()).unwrap_or_default();
-                // A 2025 session upstream refuses the stateless revision's envelope.
-                if link.kind != LinkKind::Stateless {
-                    for key in mcp::STATELESS_META_KEYS {
-                        meta.remove(*key);
-                    }
-                }
-                if !meta.is_empty() {
-                    params.insert("_meta".into(), Value::Object(meta));
+        let mut own: Map<String, Value> = meta
+            .and_then(|m| serde_json::from_str(m.get()).ok())
+            .unwrap_or_default();
+        if link.kind == LinkKind::Stateless {
+            // The stateless revision's envelope, which a session client's request lacks.
+            if let Value::Object(envelope) = link::stateless_meta() {
+                for (k, v) in envelope {
+                    own.entry(k).or_insert(v);
                 }
             }
-            // The gateway's own request in the stateless revision still says which one it is.
-            None if link.kind == LinkKind::Stateless => {
-                params.insert("_meta".into(), link::stateless_meta());
+        } else {
+            // A 2025 session upstream refuses the stateless revision's envelope.
+            for key in mcp::STATELESS_META_KEYS {
+                own.remove(*key);
             }
-            None => {}
+        }
+        if !own.is_empty() {
+            params.insert("_meta".into(), Value::Object(own));
         }
         let sent = {
             let mut out = Outgoing::post(jsonrpc::request(&id, method, Some(&params)));

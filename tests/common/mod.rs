@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod idp;
+pub mod modern;
 pub mod oauth;
 pub mod postgres;
 pub mod redis;
@@ -193,7 +194,11 @@ pub fn free_port() -> u16 {
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
         .unwrap_or(32768);
     let (from, to) = (10_000u16, low.max(10_001));
     loop {
