@@ -113,6 +113,9 @@ pub enum Cause {
     UpstreamStatus { route: String, status: u16 },
     #[error("upstream `{0}` sent an invalid answer")]
     UpstreamInvalid(String),
+    /// What an upstream asks of the client cannot be relayed to it.
+    #[error("{0}")]
+    CannotRelay(String),
     #[error("upstream `{route}` sent an answer over {cap} bytes")]
     UpstreamTooLarge { route: String, cap: usize },
 }
@@ -196,6 +199,7 @@ impl GatewayError {
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
             | UpstreamInvalid(_)
+            | CannotRelay(_)
             | UpstreamTooLarge { .. } => 200,
         }
     }
@@ -215,6 +219,7 @@ impl GatewayError {
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
             | UpstreamInvalid(_)
+            | CannotRelay(_)
             | UpstreamTooLarge { .. } => jsonrpc::INTERNAL_ERROR,
             _ => jsonrpc::INVALID_REQUEST,
         }
@@ -229,6 +234,7 @@ impl GatewayError {
             UpstreamUnavailable(_)
             | UpstreamStatus { .. }
             | UpstreamInvalid(_)
+            | CannotRelay(_)
             | UpstreamTooLarge { .. } => Outcome::UpstreamError,
             // The upstream forgot the session twice: not the gateway's decision either.
             SessionNotFound if self.id.is_some() => Outcome::UpstreamError,

@@ -6,6 +6,7 @@
 
 mod approval;
 mod authorize;
+mod bridge;
 mod catalog;
 mod forward;
 mod initialize;

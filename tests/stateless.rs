@@ -5,37 +5,9 @@
 
 mod common;
 
+use common::modern::{envelope, stateless};
 use common::*;
 use serde_json::{Value, json};
-
-/// One stateless POST: the body, and the headers as given (`None`: left out).
-async fn stateless(
-    gw: &Gateway,
-    body: Value,
-    version: Option<&str>,
-    method: Option<&str>,
-    name: Option<&str>,
-) -> (u16, Value) {
-    let mut req = http()
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT);
-    for (key, value) in [
-        ("mcp-protocol-version", version),
-        ("mcp-method", method),
-        ("mcp-name", name),
-    ] {
-        if let Some(v) = value {
-            req = req.header(key, v);
-        }
-    }
-    let resp = req.body(body.to_string()).send().await.expect("send");
-    (resp.status().as_u16(), answer(resp).await)
-}
-
-fn envelope(version: &str) -> Value {
-    json!({"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}})
-}
 
 #[tokio::test]
 async fn the_stateless_contract_has_its_own_codes_statuses_and_results() {
@@ -331,107 +303,6 @@ async fn stateless_callers_approve_in_an_input_required_round() {
             .as_str()
             .unwrap()
             .contains("already used"),
-        "{e}"
-    );
-}
-
-#[tokio::test]
-async fn a_2025_upstream_asking_a_2026_client_ends_the_call_clearly() {
-    let legacy = mcp_edge::demo::spawn_upstream_with(
-        "legacy",
-        "127.0.0.1:0",
-        mcp_edge::demo::Mode::LegacyOnly,
-    )
-    .await
-    .unwrap();
-    let gw = Gateway::start(Setup {
-        routes: vec![("legacy", legacy.url.clone(), "")],
-        extra: "",
-    });
-    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
-    let body = json!({"jsonrpc":"2.0","id":"c1","method":"tools/call",
-        "params":{"name":"legacy__confirm","arguments":{},"_meta": meta.clone()}});
-    let started = std::time::Instant::now();
-    let (status, e) = stateless(
-        &gw,
-        body,
-        Some("2026-07-28"),
-        Some("tools/call"),
-        Some("legacy__confirm"),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!((code(&e), e["id"].clone()), (-32603, json!("c1")), "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("elicitation/create"),
-        "{e}"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "answered at once, not at a timeout"
-    );
-    // No server request reached the 2026 client on the way.
-    let raw = http()
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT)
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "legacy__confirm")
-        .body(
-            json!({"jsonrpc":"2.0","id":"c2","method":"tools/call",
-            "params":{"name":"legacy__confirm","arguments":{},"_meta": meta}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        raw.contains("\"c2\"") && !raw.contains("\"method\":\"elicitation/create\""),
-        "{raw}"
-    );
-}
-
-#[tokio::test]
-async fn a_2025_session_reaches_an_upstream_that_speaks_only_2026() {
-    let modern = common::modern::changing_upstream().await;
-    let (alpha, _beta) = two_upstreams().await;
-    let gw = Gateway::start(Setup {
-        routes: vec![("modern", modern, ""), ("alpha", alpha.url.clone(), "")],
-        extra: "",
-    });
-    // The upstream refuses initialize; the session serves it statelessly, envelope added.
-    let raw = Raw::open(&gw.url).await;
-    let names = raw.tool_names().await;
-    assert!(
-        names.contains(&"modern__touch".to_string()) && names.contains(&"alpha__echo".to_string()),
-        "{names:?}"
-    );
-    let call = |name: &str| {
-        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":{}}})
-            .to_string()
-    };
-    let (_, v) = raw.rpc(call("modern__touch")).await;
-    assert_eq!(v["result"]["content"][0]["text"], json!("touched"), "{v}");
-    assert!(
-        v["result"].get("resultType").is_none(),
-        "a 2025 client sees no 2026 fields: {v}"
-    );
-    // Input the upstream asks for cannot be relayed into the session yet: a clear error.
-    let (_, e) = raw.rpc(call("modern__ask")).await;
-    assert_eq!(code(&e), -32603, "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("input_required"),
         "{e}"
     );
 }

@@ -26,6 +26,9 @@ pub enum Ending {
     ToolError,
     /// A JSON-RPC error.
     Error,
+    /// A 2026 upstream asks a 2025 session client for input: the message is the upstream's
+    /// `input_required` result, for the gateway to drive (never sent as it is).
+    InputRequired,
 }
 
 /// How one upstream answer is mapped back to the client.
@@ -45,19 +48,15 @@ impl Rewriter<'_> {
     pub fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, Option<Ending>)> {
         let (msg, kind) = Message::parse(data).ok()?;
         match kind {
-            // A 2026 upstream asking a 2025 session client for input: bridging the rounds through
-            // the session is not built yet, so the call ends with a clear error.
+            // A 2026 upstream asking a 2025 session client for input: the round is driven
+            // through the client's session (the result as the upstream sent it).
             Kind::Response
                 if msg.id.map(RawValue::get) == Some(self.upstream_id.get())
                     && self.stateless.is_none()
                     && msg.result.is_some_and(era::asks_for_input) =>
             {
-                let message = format!(
-                    "upstream `{}` asked the client for input (input_required); relaying that to 2025 sessions is not supported yet (use protocol version 2026-07-28)",
-                    self.route
-                );
-                let out = jsonrpc::failure(Some(self.client_id), jsonrpc::INTERNAL_ERROR, &message);
-                Some((Cow::Owned(out), Some(Ending::Error)))
+                let result = msg.result.map(|r| r.get().as_bytes().to_vec())?;
+                Some((Cow::Owned(result), Some(Ending::InputRequired)))
             }
             Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => {
                 let outcome = match msg.result {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// How long the user has to answer.
-const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+pub(super) const APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Prefix of the ids of the gateway's own approval requests.
 pub const APPROVAL_PREFIX: &str = "mcp-edge:approval:";
 /// The most of a call's arguments the question shows.
@@ -51,7 +51,42 @@ struct Waiting {
     session: Option<u128>,
     route: usize,
     tool: String,
+    /// An upstream's input request relayed by the bridge (else an approval question).
+    input: bool,
     tx: oneshot::Sender<Value>,
+}
+
+/// Registers a question to this caller in this session: its random id and where the answer
+/// arrives. `what`: the tool asked about (or the upstream's key of an input request).
+pub(super) fn register(
+    sh: &Shared,
+    ctx: &Ctx,
+    route: &Route,
+    what: &str,
+    input: bool,
+) -> (u128, oneshot::Receiver<Value>) {
+    let n: u128 = rand::random();
+    let (tx, rx) = oneshot::channel();
+    sh.approvals.waiting().insert(
+        n,
+        Waiting {
+            caller: ctx.caller_key,
+            session: session_of(ctx),
+            route: route.index,
+            tool: what.to_string(),
+            input,
+            tx,
+        },
+    );
+    (n, rx)
+}
+
+/// Forgets questions no longer waited for.
+pub(super) fn forget(sh: &Shared, ids: impl IntoIterator<Item = u128>) {
+    let mut waiting = sh.approvals.waiting();
+    for n in ids {
+        waiting.remove(&n);
+    }
 }
 
 impl Approvals {
@@ -110,18 +145,7 @@ pub async fn approve(
             "tool `{exposed}` needs the user's approval for each call, and this client cannot ask (it declared no elicitation support)"
         )).to(id));
     }
-    let n: u128 = rand::random();
-    let (tx, rx) = oneshot::channel();
-    sh.approvals.waiting().insert(
-        n,
-        Waiting {
-            caller: ctx.caller_key,
-            session: session_of(ctx),
-            route: route.index,
-            tool: exposed.to_string(),
-            tx,
-        },
-    );
+    let (n, rx) = register(sh, ctx, route, exposed, false);
     let mut params = json!({
         "message": question(exposed, route, arguments),
         "requestedSchema": {
@@ -151,7 +175,7 @@ pub async fn approve(
     } else {
         None
     };
-    sh.approvals.waiting().remove(&n);
+    forget(sh, [n]);
     if answer.as_ref().is_some_and(approves) {
         return Approval::Approved;
     }
@@ -170,7 +194,8 @@ fn approves(answer: &Value) -> bool {
     answer["action"] == "accept" && answer["content"]["approve"] == json!(true)
 }
 
-/// Delivers a client's answer to question `n`, if this caller, in this session, was asked it;
+/// Delivers a client's answer to question `n` (an approval, or an input request the bridge
+/// relayed), if this caller, in this session, was asked it;
 /// anything else is an unknown id. The answer is recorded on `ctx` (who answered what).
 pub fn answer(sh: &Shared, ctx: &mut Ctx, n: &str, result: Value) -> Result<(), GatewayError> {
     let unknown = || GatewayError::from(Cause::UnknownResponse);
@@ -185,9 +210,14 @@ pub fn answer(sh: &Shared, ctx: &mut Ctx, n: &str, result: Value) -> Result<(), 
         }
         all.remove(&n).ok_or_else(unknown)?
     };
-    ctx.method = "approval";
     ctx.route = Some(waiting.route);
     ctx.target = Some(waiting.tool);
+    if waiting.input {
+        // A relayed answer to an upstream's input request.
+        ctx.method = "response";
+        return waiting.tx.send(result).map_err(|_| unknown());
+    }
+    ctx.method = "approval";
     if !approves(&result) {
         ctx.outcome = Some(Outcome::Refused);
         ctx.refused = Some("the user did not approve the call".into());

@@ -2,8 +2,8 @@
 //! request rewritten with the gateway's own id and progress token, and the upstream's answer
 //! streamed back event by event with ids and tokens mapped back to the client's.
 
-use super::Shared;
 use super::link::{self, Link, LinkKind};
+use super::{Shared, bridge};
 use crate::config::Route;
 use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
@@ -50,11 +50,20 @@ fn too_large(id: &RawValue, route: &Route, cap: usize) -> GatewayError {
     .to(id)
 }
 
+/// How one upstream exchange of a call ended.
+enum Step {
+    /// Answered (the client has the answer).
+    Done(Outcome),
+    /// A 2026 upstream's `input_required` for a 2025 session client, to be driven through the
+    /// session (`bridge`); `started`: the client's answer is already an event stream.
+    Input { result: Vec<u8>, started: bool },
+}
+
 fn outcome_of(ending: Ending) -> Outcome {
     match ending {
         Ending::Result => Outcome::Ok,
         Ending::ToolError => Outcome::ToolError,
-        Ending::Error => Outcome::Error,
+        Ending::Error | Ending::InputRequired => Outcome::Error,
     }
 }
 
@@ -85,54 +94,46 @@ pub async fn call(
     id: &RawValue,
     streaming: bool,
 ) -> Result<(), GatewayError> {
-    let upstream_id = jsonrpc::to_raw(&upstream_id(ctx.caller_key, id));
-    let client_token = swap_progress_token(&mut params, &upstream_id);
-    let other_body = match &ctx.era {
-        Era::Stateless => {
-            let mut legacy = params.clone();
-            strip_stateless_meta(&mut legacy);
-            Some((
-                false,
-                jsonrpc::rebuild(method, Some(&upstream_id), Some(&legacy)),
-            ))
-        }
-        Era::Session(state)
-            if state
-                .upstream(&route.name)
-                .is_some_and(|u| u.version == mcp::STATELESS_VERSION) =>
-        {
-            let mut modern = params.clone();
-            add_stateless_meta(&mut modern, &state.capabilities);
-            Some((
-                true,
-                jsonrpc::rebuild(method, Some(&upstream_id), Some(&modern)),
-            ))
-        }
-        _ => None,
-    }
-    .map(|(stateless, body)| (stateless, Bytes::from(body)));
-    let call = Call {
-        route,
-        method,
-        name: mcp_name,
-        other_body,
-        cap: ctx.snapshot.max_upstream_message_bytes,
-        body: Bytes::from(jsonrpc::rebuild(method, Some(&upstream_id), Some(&params))),
-        streaming,
-        status: std::sync::atomic::AtomicU16::new(0),
-        rw: Rewriter {
-            route: &route.name,
-            upstream_id: &upstream_id,
-            client_id: id,
-            client_token,
-            stateless: matches!(ctx.era, Era::Stateless).then_some(method),
-        },
-    };
+    let base_id = upstream_id(ctx.caller_key, id);
+    let first_id = jsonrpc::to_raw(&base_id);
+    let client_token = swap_progress_token(&mut params, &first_id);
+    let mut streaming = streaming;
+    let mut round = 0;
     let started = Instant::now();
-    let result = forward(sh, s, ctx, caller, &call, started + route.timeout).await;
+    let result = loop {
+        // Each round of a bridged call is a new request upstream, with an id of its own.
+        let upstream_id = match round {
+            0 => first_id.clone(),
+            n => jsonrpc::to_raw(&format!("{base_id}:round{n}")),
+        };
+        let mut call = prepare(
+            ctx,
+            route,
+            method,
+            mcp_name,
+            &params,
+            &upstream_id,
+            id,
+            streaming,
+        );
+        call.rw.client_token = client_token.clone();
+        let step = forward(sh, s, ctx, caller, &call, Instant::now() + route.timeout).await;
+        ctx.upstream_status =
+            Some(call.status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0);
+        match step {
+            Ok(Step::Input { result, started }) => {
+                streaming |= started;
+                round += 1;
+                match bridge::ask(sh, s, ctx, route, &result, id, &mut streaming, round).await {
+                    Ok(answers) => answers.apply(&mut params),
+                    Err(e) => break Err(e),
+                }
+            }
+            Ok(Step::Done(outcome)) => break Ok(outcome),
+            Err(e) => break Err(e),
+        }
+    };
     ctx.upstream_time = Some(started.elapsed());
-    ctx.upstream_status =
-        Some(call.status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0);
     match result {
         Ok(outcome) => {
             ctx.outcome = Some(outcome);
@@ -150,6 +151,61 @@ pub async fn call(
     }
 }
 
+/// One upstream request of a call: the body for each era's link and the answer's rewriter.
+#[allow(clippy::too_many_arguments)]
+fn prepare<'a>(
+    ctx: &Ctx,
+    route: &'a Route,
+    method: &'a str,
+    mcp_name: Option<&'a str>,
+    params: &RawParams<'_>,
+    upstream_id: &'a RawValue,
+    id: &'a RawValue,
+    streaming: bool,
+) -> Call<'a> {
+    let other_body = match &ctx.era {
+        Era::Stateless => {
+            let mut legacy = params.clone();
+            strip_stateless_meta(&mut legacy);
+            Some((
+                false,
+                jsonrpc::rebuild(method, Some(upstream_id), Some(&legacy)),
+            ))
+        }
+        Era::Session(state)
+            if state
+                .upstream(&route.name)
+                .is_some_and(|u| u.version == mcp::STATELESS_VERSION) =>
+        {
+            let mut modern = params.clone();
+            add_stateless_meta(&mut modern, &state.capabilities);
+            Some((
+                true,
+                jsonrpc::rebuild(method, Some(upstream_id), Some(&modern)),
+            ))
+        }
+        _ => None,
+    }
+    .map(|(stateless, body)| (stateless, Bytes::from(body)));
+    Call {
+        route,
+        method,
+        name: mcp_name,
+        other_body,
+        cap: ctx.snapshot.max_upstream_message_bytes,
+        body: Bytes::from(jsonrpc::rebuild(method, Some(upstream_id), Some(params))),
+        streaming,
+        status: std::sync::atomic::AtomicU16::new(0),
+        rw: Rewriter {
+            route: &route.name,
+            upstream_id,
+            client_id: id,
+            client_token: None,
+            stateless: matches!(ctx.era, Era::Stateless).then_some(method),
+        },
+    }
+}
+
 /// Sends the call upstream (re-opening a forgotten upstream session once) and answers the
 /// client; the outcome either way.
 async fn forward(
@@ -159,7 +215,7 @@ async fn forward(
     caller: &Caller,
     call: &Call<'_>,
     deadline: Instant,
-) -> Result<Outcome, GatewayError> {
+) -> Result<Step, GatewayError> {
     let (route, id) = (call.route, call.rw.client_id);
     let session_lost = || Cause::SessionNotFound.to(id);
     let mut link = link::link(sh, ctx, caller, route)
@@ -209,7 +265,7 @@ async fn forward(
         if (400..500).contains(&status) {
             // The upstream refused the request itself (a missing client capability, bad
             // params): its JSON-RPC error goes to the client with its code and status.
-            return refused(sh, s, ex, call, deadline).await;
+            return refused(sh, s, ex, call, deadline).await.map(Step::Done);
         }
         if !(200..300).contains(&status) {
             ex.finish(&sh.upstreams.connector, &route.upstream).await;
@@ -227,11 +283,17 @@ async fn forward(
         Ok(Ok(b)) => b,
     };
     ex.finish(&sh.upstreams.connector, &route.upstream).await;
+    answer_json(s, call, &body).await
+}
+
+/// Answers the client from an upstream's JSON answer.
+async fn answer_json(s: &mut Session, call: &Call<'_>, body: &[u8]) -> Result<Step, GatewayError> {
+    let (route, id) = (call.route, call.rw.client_id);
     // One JSON message, or several (newline-delimited) ending with the response: the ones
     // before it (progress, logs) go first when the answer can be a stream.
     let mut before = Vec::new();
     let mut last = None;
-    for value in serde_json::Deserializer::from_slice(&body).into_iter::<&RawValue>() {
+    for value in serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>() {
         let Ok(value) = value else {
             break;
         };
@@ -252,19 +314,26 @@ async fn forward(
         );
         return Err(Cause::UpstreamInvalid(route.name.clone()).to(id));
     };
+    if ending == Ending::InputRequired {
+        let result = answer.into_owned();
+        return Ok(Step::Input {
+            result,
+            started: false,
+        });
+    }
     if before.is_empty() && !call.streaming {
         http::json(s, 200, answer.into_owned(), &[]).await.ok();
-        return Ok(outcome_of(ending));
+        return Ok(Step::Done(outcome_of(ending)));
     }
     if !call.streaming && http::sse_start(s, &[]).await.is_err() {
-        return Ok(Outcome::Cancelled);
+        return Ok(Step::Done(Outcome::Cancelled));
     }
     let mut out = Vec::new();
     for message in before.iter().chain(std::iter::once(&answer)) {
         sse::write_event(&mut out, message);
     }
     let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
-    Ok(outcome_of(ending))
+    Ok(Step::Done(outcome_of(ending)))
 }
 
 /// The upstream answered a status that is no answer to relay.
@@ -317,12 +386,12 @@ async fn stream(
     call: &Call<'_>,
     deadline: Instant,
     link: &Link,
-) -> Outcome {
+) -> Step {
     let (route, rw) = (call.route, &call.rw);
     let cap = call.cap;
     if !call.streaming && http::sse_start(s, &[]).await.is_err() {
         cancel(sh, route, link, rw.upstream_id).await;
-        return Outcome::Cancelled;
+        return Step::Done(Outcome::Cancelled);
     }
     let mut reader = sse::Reader::default();
     loop {
@@ -331,7 +400,7 @@ async fn stream(
             _ = s.as_downstream_mut().read_body_or_idle(true) => {
                 log::debug!("client left during a call to {}; cancelling upstream", route.name);
                 cancel(sh, route, link, rw.upstream_id).await;
-                return Outcome::Cancelled;
+                return Step::Done(Outcome::Cancelled);
             }
         };
         let mut failure = match next {
@@ -344,14 +413,29 @@ async fn stream(
         };
         let mut out = Vec::new();
         let mut done = None;
+        let mut input = None;
         while let Some(ev) = reader.next_event() {
             if let Some((data, fin)) = rw.message(ev.data.as_bytes()) {
+                if fin == Some(Ending::InputRequired) {
+                    input = Some(data.into_owned());
+                    break;
+                }
                 sse::write_event(&mut out, &data);
                 done = fin.map(outcome_of);
             }
             if done.is_some() {
                 break;
             }
+        }
+        if let Some(result) = input {
+            // The round is the gateway's to drive: the stream stays open for it.
+            if !out.is_empty() {
+                let _ = s.write_response_body(Some(Bytes::from(out)), false).await;
+            }
+            return Step::Input {
+                result,
+                started: true,
+            };
         }
         // One event without end must not grow without end: past the cap the call ends and the
         // connection is dropped (not pooled), which returns its memory.
@@ -376,7 +460,7 @@ async fn stream(
                 .is_err()
         {
             cancel(sh, route, link, rw.upstream_id).await;
-            return Outcome::Cancelled;
+            return Step::Done(Outcome::Cancelled);
         }
         if let Some(outcome) = done {
             if failure.is_none() {
@@ -391,7 +475,7 @@ async fn stream(
                     cancel(sh, route, link, rw.upstream_id).await;
                 }
             }
-            return outcome;
+            return Step::Done(outcome);
         }
     }
 }

@@ -86,7 +86,10 @@ pub async fn client_response(
 ) -> Result<(), GatewayError> {
     let bad = || GatewayError::from(Cause::UnknownResponse);
     let id: String = serde_json::from_str(msg.id_text()).map_err(|_| bad())?;
-    if let Some(n) = id.strip_prefix(APPROVAL_PREFIX) {
+    if let Some(n) = id
+        .strip_prefix(APPROVAL_PREFIX)
+        .or_else(|| id.strip_prefix(super::bridge::INPUT_PREFIX))
+    {
         let result = msg
             .result
             .and_then(|r| serde_json::from_str(r.get()).ok())

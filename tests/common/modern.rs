@@ -1,7 +1,8 @@
 //! A minimal upstream of the stateless revision only (2026-07-28), written for the tests: it
 //! refuses `initialize` (404) and any request without the revision's `_meta` envelope (400,
 //! -32602); `server/discover`, `tools/list`, `subscriptions/listen`; tools `touch` (announces a
-//! tools list change on every open listen stream) and `ask` (answers `input_required`).
+//! tools list change on every open listen stream) and `ask` (answers `input_required` with one
+//! elicitation and `requestState: "s1"`, then, retried with the answer, "answered <a>").
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+use super::{ACCEPT, Gateway, answer, http};
 
 /// A stateless upstream with one tool, `touch`, that announces a tools list change.
 pub async fn changing_upstream() -> String {
@@ -53,6 +56,15 @@ fn serve_upstream(changes: &broadcast::Sender<()>, body: &[u8]) -> Response {
                       {"name": "ask", "inputSchema": {"type": "object"},
                        "annotations": {"readOnlyHint": true}}],
         })),
+        "tools/call"
+            if req["params"]["name"] == "ask"
+                && req["params"]["requestState"] == "s1"
+                && req["params"]["inputResponses"]["q"]["action"] == "accept" =>
+        {
+            let a = req["params"]["inputResponses"]["q"]["content"]["a"].clone();
+            let text = format!("answered {}", a.as_str().unwrap_or("?"));
+            result(json!({"resultType": "complete", "content": [{"type": "text", "text": text}]}))
+        }
         "tools/call" if req["params"]["name"] == "ask" => result(json!({
             "resultType": "input_required",
             "inputRequests": {"q": {"method": "elicitation/create", "params": {
@@ -97,4 +109,33 @@ fn tokio_stream_of(rx: broadcast::Receiver<()>) -> impl futures::Stream<Item = (
             }
         }
     })
+}
+
+/// One stateless POST: the body, and the headers as given (`None`: left out).
+pub async fn stateless(
+    gw: &Gateway,
+    body: Value,
+    version: Option<&str>,
+    method: Option<&str>,
+    name: Option<&str>,
+) -> (u16, Value) {
+    let mut req = http()
+        .post(&gw.url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT);
+    for (key, value) in [
+        ("mcp-protocol-version", version),
+        ("mcp-method", method),
+        ("mcp-name", name),
+    ] {
+        if let Some(v) = value {
+            req = req.header(key, v);
+        }
+    }
+    let resp = req.body(body.to_string()).send().await.expect("send");
+    (resp.status().as_u16(), answer(resp).await)
+}
+
+pub fn envelope(version: &str) -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": version, "io.modelcontextprotocol/clientCapabilities": {}})
 }
