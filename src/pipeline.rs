@@ -9,6 +9,7 @@ mod authorize;
 mod bridge;
 mod catalog;
 mod forward;
+mod held;
 mod initialize;
 mod limit;
 mod link;

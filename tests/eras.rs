@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn a_2025_upstream_asking_a_2026_client_ends_the_call_clearly() {
+async fn a_2025_upstreams_request_becomes_an_input_round_for_a_2026_client() {
     let legacy = mcp_edge::demo::spawn_upstream_with(
         "legacy",
         "127.0.0.1:0",
@@ -25,52 +25,53 @@ async fn a_2025_upstream_asking_a_2026_client_ends_the_call_clearly() {
     });
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
-    let body = json!({"jsonrpc":"2.0","id":"c1","method":"tools/call",
-        "params":{"name":"legacy__confirm","arguments":{},"_meta": meta.clone()}});
-    let started = std::time::Instant::now();
-    let (status, e) = stateless(
-        &gw,
-        body,
-        Some("2026-07-28"),
-        Some("tools/call"),
-        Some("legacy__confirm"),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!((code(&e), e["id"].clone()), (-32603, json!("c1")), "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("elicitation/create"),
-        "{e}"
-    );
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "answered at once, not at a timeout"
-    );
-    // No server request reached the 2026 client on the way.
-    let raw = http()
-        .post(&gw.url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT)
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "legacy__confirm")
-        .body(
-            json!({"jsonrpc":"2.0","id":"c2","method":"tools/call",
-            "params":{"name":"legacy__confirm","arguments":{},"_meta": meta}})
-            .to_string(),
+    let call = |id: &str, extra: Value| {
+        let mut params = json!({"name":"legacy__confirm","arguments":{},"_meta": meta.clone()});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params": params})
+    };
+    let send = |body: Value| {
+        stateless(
+            &gw,
+            body,
+            Some("2026-07-28"),
+            Some("tools/call"),
+            Some("legacy__confirm"),
         )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    };
+
+    // The upstream's elicitation comes back as the round's one input request; the upstream
+    // call is held meanwhile. No server request is sent on the 2026 stream.
+    let (status, asked) = send(call("c1", json!({}))).await;
+    assert_eq!(status, 200, "{asked}");
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], json!("input_required"), "{asked}");
+    let request = &result["inputRequests"]["mcp-edge.upstream"];
+    assert_eq!(request["method"], json!("elicitation/create"), "{asked}");
+    assert_eq!(request["params"]["message"], json!("legacy asks: proceed?"));
+    let state = result["requestState"].clone();
+
+    // The retry answers; the held call goes on and ends with the upstream's result.
+    let answer = json!({"mcp-edge.upstream": {"action": "accept", "content": {"answer": "yes"}}});
+    let retry = json!({"requestState": state, "inputResponses": answer});
+    let (status, done) = send(call("c2", retry.clone())).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["id"], json!("c2"));
+    assert_eq!(
+        done["result"]["content"][0]["text"],
+        json!("legacy heard: yes"),
+        "{done}"
+    );
+    assert_eq!(done["result"]["resultType"], json!("complete"));
+
+    // The state continued its call once; again, it names nothing.
+    let (_, e) = send(call("c3", retry)).await;
+    assert_eq!(common::code(&e), -32602, "{e}");
     assert!(
-        raw.contains("\"c2\"") && !raw.contains("\"method\":\"elicitation/create\""),
-        "{raw}"
+        e["error"]["message"].as_str().unwrap().contains("gone"),
+        "{e}"
     );
 }
 

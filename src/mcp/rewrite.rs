@@ -29,6 +29,9 @@ pub enum Ending {
     /// A 2026 upstream asks a 2025 session client for input: the message is the upstream's
     /// `input_required` result, for the gateway to drive (never sent as it is).
     InputRequired,
+    /// A 2025 upstream's server request during a 2026 client's call: the message is the
+    /// upstream's request, for the gateway to turn into an `input_required` round.
+    ServerRequest,
 }
 
 /// How one upstream answer is mapped back to the client.
@@ -85,16 +88,10 @@ impl Rewriter<'_> {
                 Some((Cow::Owned(out), None))
             }
             Kind::Notification => Some((Cow::Owned(data.to_vec()), None)),
-            // A 2026-07-28 stream carries no server requests, and bridging one into an
-            // `input_required` round is not built yet: the call ends with a clear error.
+            // A 2026-07-28 stream carries no server requests: the gateway turns the upstream's
+            // request into an `input_required` round (the message as the upstream sent it).
             Kind::Request if self.stateless.is_some() => {
-                let message = format!(
-                    "upstream `{}` asked the client for `{}` during the call; relaying server requests to 2026-07-28 clients is not supported yet (use a 2025-11-25 session)",
-                    self.route,
-                    msg.method()
-                );
-                let out = jsonrpc::failure(Some(self.client_id), jsonrpc::INTERNAL_ERROR, &message);
-                Some((Cow::Owned(out), Some(Ending::Error)))
+                Some((Cow::Owned(data.to_vec()), Some(Ending::ServerRequest)))
             }
             Kind::Request => {
                 let id =

@@ -2,6 +2,9 @@
 //! request rewritten with the gateway's own id and progress token, and the upstream's answer
 //! streamed back event by event with ids and tokens mapped back to the client's.
 
+mod answers;
+
+use super::held::{self, Held};
 use super::link::{self, Link, LinkKind};
 use super::{Shared, bridge};
 use crate::config::Route;
@@ -16,6 +19,7 @@ use crate::mcp::rewrite::{
 use crate::mcp::sse;
 use crate::policy::Caller;
 use crate::upstream::{Exchange, Outgoing, UpstreamError};
+use answers::{answer_json, bad_status, refused};
 use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::value::RawValue;
@@ -57,13 +61,19 @@ enum Step {
     /// A 2026 upstream's `input_required` for a 2025 session client, to be driven through the
     /// session (`bridge`); `started`: the client's answer is already an event stream.
     Input { result: Vec<u8>, started: bool },
+    /// A 2025 upstream's server request for a 2026 client: the upstream call is held open
+    /// (`bridge::hold`) while the client answers an `input_required` round.
+    Asks {
+        request: Vec<u8>,
+        reader: sse::Reader,
+    },
 }
 
 fn outcome_of(ending: Ending) -> Outcome {
     match ending {
         Ending::Result => Outcome::Ok,
         Ending::ToolError => Outcome::ToolError,
-        Ending::Error | Ending::InputRequired => Outcome::Error,
+        Ending::Error | Ending::InputRequired | Ending::ServerRequest => Outcome::Error,
     }
 }
 
@@ -95,7 +105,15 @@ pub async fn call(
     streaming: bool,
 ) -> Result<(), GatewayError> {
     let base_id = upstream_id(ctx.caller_key, id);
-    let first_id = jsonrpc::to_raw(&base_id);
+    // A stateless client's retry that answers a held call continues that call.
+    let mut resumed = match ctx.era {
+        Era::Stateless => held::resume(sh, ctx, route, &params, id).await?,
+        _ => None,
+    };
+    let first_id = match &resumed {
+        Some(h) => h.upstream_id.clone(),
+        None => jsonrpc::to_raw(&base_id),
+    };
     let client_token = swap_progress_token(&mut params, &first_id);
     let mut streaming = streaming;
     let mut round = 0;
@@ -117,7 +135,11 @@ pub async fn call(
             streaming,
         );
         call.rw.client_token = client_token.clone();
-        let step = forward(sh, s, ctx, caller, &call, Instant::now() + route.timeout).await;
+        let deadline = Instant::now() + route.timeout;
+        let step = match resumed.take() {
+            Some(h) => Ok(relay_stream(sh, s, ctx, &call, h.ex, h.link, h.reader, deadline).await),
+            None => forward(sh, s, ctx, caller, &call, deadline).await,
+        };
         ctx.upstream_status =
             Some(call.status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0);
         match step {
@@ -130,6 +152,8 @@ pub async fn call(
                 }
             }
             Ok(Step::Done(outcome)) => break Ok(outcome),
+            // Held and answered inside `relay_stream`.
+            Ok(Step::Asks { .. }) => break Ok(Outcome::Error),
             Err(e) => break Err(e),
         }
     };
@@ -274,7 +298,8 @@ async fn forward(
         break ex;
     };
     if ex.is_sse() {
-        return Ok(stream(sh, s, &mut ex, call, deadline, &link).await);
+        let reader = sse::Reader::default();
+        return Ok(relay_stream(sh, s, ctx, call, ex, link, reader, deadline).await);
     }
     let body = match tokio::time::timeout_at(deadline, ex.collect_at_most(call.cap)).await {
         Err(_) => return Err(timed_out(id, route)),
@@ -286,97 +311,43 @@ async fn forward(
     answer_json(s, call, &body).await
 }
 
-/// Answers the client from an upstream's JSON answer.
-async fn answer_json(s: &mut Session, call: &Call<'_>, body: &[u8]) -> Result<Step, GatewayError> {
-    let (route, id) = (call.route, call.rw.client_id);
-    // One JSON message, or several (newline-delimited) ending with the response: the ones
-    // before it (progress, logs) go first when the answer can be a stream.
-    let mut before = Vec::new();
-    let mut last = None;
-    for value in serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>() {
-        let Ok(value) = value else {
-            break;
-        };
-        match call.rw.message(value.get().as_bytes()) {
-            Some((answer, Some(ending))) => {
-                last = Some((answer, ending));
-                break;
-            }
-            Some((message, None)) => before.push(message),
-            None => {}
-        }
-    }
-    let Some((answer, ending)) = last else {
-        log::warn!(
-            "{} to upstream {}: answer is not a JSON-RPC response to our request",
-            call.method,
-            link::peer_label(route)
-        );
-        return Err(Cause::UpstreamInvalid(route.name.clone()).to(id));
-    };
-    if ending == Ending::InputRequired {
-        let result = answer.into_owned();
-        return Ok(Step::Input {
-            result,
-            started: false,
-        });
-    }
-    if before.is_empty() && !call.streaming {
-        http::json(s, 200, answer.into_owned(), &[]).await.ok();
-        return Ok(Step::Done(outcome_of(ending)));
-    }
-    if !call.streaming && http::sse_start(s, &[]).await.is_err() {
-        return Ok(Step::Done(Outcome::Cancelled));
-    }
-    let mut out = Vec::new();
-    for message in before.iter().chain(std::iter::once(&answer)) {
-        sse::write_event(&mut out, message);
-    }
-    let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
-    Ok(Step::Done(outcome_of(ending)))
-}
-
-/// The upstream answered a status that is no answer to relay.
-fn bad_status(call: &Call<'_>, status: u16) -> GatewayError {
-    log::warn!(
-        "{} to upstream {} answered HTTP {status}",
-        call.method,
-        link::peer_label(call.route)
-    );
-    Cause::UpstreamStatus {
-        route: call.route.name.clone(),
-        status,
-    }
-    .to(call.rw.client_id)
-}
-
-/// An upstream's 4xx answer: a JSON-RPC error to our request is relayed with its status and
-/// code; anything else is reported as the status.
-async fn refused(
+/// Relays an SSE answer (a new one, or a held one resumed); a server request for a 2026 client
+/// holds the call and ends this answer with the `input_required` round that asks it.
+#[allow(clippy::too_many_arguments)]
+async fn relay_stream(
     sh: &Shared,
     s: &mut Session,
-    mut ex: Exchange,
+    ctx: &Ctx,
     call: &Call<'_>,
+    mut ex: Exchange,
+    link: Link,
+    reader: sse::Reader,
     deadline: Instant,
-) -> Result<Outcome, GatewayError> {
-    let status = ex.status();
-    let body = tokio::time::timeout_at(deadline, ex.collect_at_most(call.cap)).await;
-    ex.finish(&sh.upstreams.connector, &call.route.upstream)
-        .await;
-    let error = body.ok().and_then(Result::ok).and_then(|body| {
-        let (msg, _) = jsonrpc::Message::parse(&body).ok()?;
-        let ours = msg
-            .id
-            .is_none_or(|i| i.get() == call.rw.upstream_id.get() || i.get() == "null");
-        let error = msg.error.filter(|_| ours)?;
-        Some(jsonrpc::response(call.rw.client_id, None, Some(error)))
-    });
-    let Some(answer) = error else {
-        return Err(bad_status(call, status));
+) -> Step {
+    let (request, reader) = match stream(sh, s, &mut ex, call, deadline, &link, reader).await {
+        Step::Asks { request, reader } => (request, reader),
+        step => return step,
     };
-    http::json(s, status, answer, &[]).await.ok();
-    Ok(Outcome::Error)
+    let kept = Held::new(ex, link, reader, call.rw.upstream_id);
+    let asked = held::hold(sh, ctx, call.route, kept, &request).await;
+    let (answer, outcome) = match &asked {
+        Some(result) => (jsonrpc::success(call.rw.client_id, result), Outcome::Ok),
+        None => (
+            Cause::CannotRelay(format!(
+                "upstream `{}` asked the client for input that could not be held for it",
+                call.route.name
+            ))
+            .to(call.rw.client_id)
+            .body(),
+            Outcome::Error,
+        ),
+    };
+    let mut out = Vec::new();
+    sse::write_event(&mut out, &answer);
+    let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+    Step::Done(outcome)
 }
+
 /// Relays an SSE answer event by event until the final response, the deadline, or the
 /// client leaving (then the upstream request is cancelled).
 async fn stream(
@@ -386,6 +357,7 @@ async fn stream(
     call: &Call<'_>,
     deadline: Instant,
     link: &Link,
+    mut reader: sse::Reader,
 ) -> Step {
     let (route, rw) = (call.route, &call.rw);
     let cap = call.cap;
@@ -393,7 +365,6 @@ async fn stream(
         cancel(sh, route, link, rw.upstream_id).await;
         return Step::Done(Outcome::Cancelled);
     }
-    let mut reader = sse::Reader::default();
     loop {
         let next = tokio::select! {
             r = tokio::time::timeout_at(deadline, ex.chunk()) => r,
@@ -419,6 +390,13 @@ async fn stream(
                 if fin == Some(Ending::InputRequired) {
                     input = Some(data.into_owned());
                     break;
+                }
+                if fin == Some(Ending::ServerRequest) {
+                    if !out.is_empty() {
+                        let _ = s.write_response_body(Some(Bytes::from(out)), false).await;
+                    }
+                    let request = data.into_owned();
+                    return Step::Asks { request, reader };
                 }
                 sse::write_event(&mut out, &data);
                 done = fin.map(outcome_of);
@@ -481,7 +459,7 @@ async fn stream(
 }
 
 /// Tells the upstream to stop working on a request the client no longer waits for.
-async fn cancel(sh: &Shared, route: &Route, link: &Link, upstream_id: &RawValue) {
+pub(super) async fn cancel(sh: &Shared, route: &Route, link: &Link, upstream_id: &RawValue) {
     let params = serde_json::json!({"requestId": upstream_id, "reason": "client disconnected"});
     let body = jsonrpc::notification("notifications/cancelled", Some(&params));
     let mut out = Outgoing::post(body);

@@ -42,6 +42,8 @@ pub struct Shared {
     /// caller: an upstream session opened for one caller is never another's.
     pub stateless_links: Bounded<(String, String, u64), LinkKind>,
     pub approvals: Approvals,
+    /// Upstream calls held open for a stateless client's next round.
+    pub held: super::held::HeldCalls,
     pub catalog: Catalog,
 }
 
@@ -98,6 +100,7 @@ impl Shared {
             sessions: Sessions::new(),
             stateless_links: Bounded::new(LOCAL_CAP),
             approvals: Approvals::default(),
+            held: Default::default(),
             catalog: Catalog::default(),
         })
     }
