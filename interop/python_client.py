@@ -6,7 +6,8 @@ and prints one line per check; any failure raises (exit status 1). The SDK valid
 result strictly (`resultType`, `ttlMs`, `cacheScope`), so a wrong answer cannot pass.
 
 Usage: python python_client.py URL ROUTE[,ROUTE...] MODE [MODE...] [--approve]
-With --approve, the first route's `note` is expected to need the user's approval (answered yes).
+With --approve, the first route's `note` is expected to need the user's approval (answered yes);
+with --confirm=ROUTE, that route's `confirm` asks the user during the call (answered "yes").
 A ROUTE written `:name` is expected unprefixed (a per-server door, `/servers/name/mcp`).
 """
 
@@ -19,8 +20,10 @@ APPROVED = []
 
 
 async def approve(context, params: types.ElicitRequestParams) -> types.ElicitResult:
-    """The user, saying yes to the gateway's approval question."""
+    """The user, saying yes: to the gateway's approval question, or to a server's `confirm`."""
     APPROVED.append(params.message)
+    if params.message.endswith("proceed?"):
+        return types.ElicitResult(action="accept", content={"answer": "yes"})
     return types.ElicitResult(action="accept", content={"approve": True})
 
 
@@ -61,6 +64,12 @@ async def run(url: str, routes: list[str], mode: str) -> None:
             assert result.content[0].text == f"{route} noted n", result
             assert len(APPROVED) == asked + 1 and "note" in APPROVED[-1], APPROVED
             approved = ", approval"
+        for route in [a.split("=", 1)[1] for a in sys.argv if a.startswith("--confirm=")]:
+            # The upstream asks the user (elicitation) during the call: on the call's stream
+            # (sessions) or as an input_required round with the call held (2026-07-28).
+            result = await client.call_tool(f"{route}__confirm", {})
+            assert result.content[0].text == f"{route} heard: yes", result
+            approved += f", {route} asked"
         print(f"python {mode}: {len(tools)} tools, {len(routes)} calls, prompt, resource{approved}: ok")
 
 
