@@ -289,3 +289,56 @@ fn route_files_read_only_their_own_secrets() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn oauth_profiles_are_built_in_and_a_file_beside_the_config_overrides_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("routes")).expect("mkdir");
+    let config = |profile: &str| {
+        format!(
+            "listen: 127.0.0.1:0\npublic_url: http://127.0.0.1\nauth:\n  mode: jwt\n  issuer: https://login.example.com\n  jwks_uri: https://login.example.com/keys\n\
+             oauth_proxy:\n  profile: {profile}\n  vars: {{ tenant: contoso }}\n  client_id: gateway\n"
+        )
+    };
+    // Offline: the IdP's hosts are not resolved (this machine has no outside DNS).
+    let check = |text: String| {
+        std::fs::write(conf.join("mcp-edge.yaml"), text).expect("write");
+        config::compile::offline(|| config::load(&conf.join("mcp-edge.yaml")))
+    };
+    // No `oauth-profiles/` beside the configuration: the built-in profile serves.
+    let snap = check(config("entra")).unwrap_or_else(|e| panic!("{e}"));
+    let oauth = snap.oauth.as_ref().expect("oauth proxy");
+    assert!(
+        oauth
+            .authorize_url
+            .contains("login.microsoftonline.com/contoso/"),
+        "{}",
+        oauth.authorize_url
+    );
+    // An unknown name says which are built in.
+    let err = check(config("nosuch"))
+        .expect_err("unknown profile")
+        .to_string();
+    assert!(
+        err.contains("built in are auth0, entra, generic, keycloak, okta"),
+        "{err}"
+    );
+    // A file of the same name beside the configuration overrides the built-in one.
+    std::fs::create_dir_all(conf.join("oauth-profiles")).expect("mkdir");
+    std::fs::write(
+        conf.join("oauth-profiles/entra.yaml"),
+        "name: Entra (local)\nissuer: https://idp.internal/{tenant}\nauthorization_endpoint: https://idp.internal/{tenant}/authorize\ntoken_endpoint: https://idp.internal/{tenant}/token\nresource: strip\n",
+    )
+    .expect("write");
+    let snap = check(config("entra")).unwrap_or_else(|e| panic!("{e}"));
+    let oauth = snap.oauth.as_ref().expect("oauth proxy");
+    assert!(
+        oauth
+            .authorize_url
+            .starts_with("https://idp.internal/contoso/"),
+        "{}",
+        oauth.authorize_url
+    );
+}

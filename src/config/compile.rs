@@ -123,7 +123,7 @@ pub fn compile(gateway: &Source, routes: &[Source]) -> Result<Snapshot, ConfigEr
     compile_parsed(&gateway.file, raw, routes, None)
 }
 
-fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
+pub(super) fn parse<T: DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
     let de = serde_yaml::Deserializer::from_str(&src.text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -228,11 +228,54 @@ fn fill(template: &str, vars: &std::collections::BTreeMap<String, String>) -> St
     })
 }
 
+/// The OAuth profiles compiled into the binary (`conf/oauth-profiles/`); a file of the same
+/// name in `oauth-profiles/` beside the configuration overrides one, or adds another.
+const BUILT_IN_PROFILES: &[(&str, &str)] = &[
+    (
+        "auth0",
+        include_str!("../../conf/oauth-profiles/auth0.yaml"),
+    ),
+    (
+        "entra",
+        include_str!("../../conf/oauth-profiles/entra.yaml"),
+    ),
+    (
+        "generic",
+        include_str!("../../conf/oauth-profiles/generic.yaml"),
+    ),
+    (
+        "keycloak",
+        include_str!("../../conf/oauth-profiles/keycloak.yaml"),
+    ),
+    ("okta", include_str!("../../conf/oauth-profiles/okta.yaml")),
+];
+
+/// A profile by name: the file beside the configuration, else the built-in one.
+fn oauth_profile(name: &str, base: &Path) -> Result<RawOAuthProfile, String> {
+    let file = base.join("oauth-profiles").join(format!("{name}.yaml"));
+    if file.exists() {
+        return parse_file(&file);
+    }
+    match BUILT_IN_PROFILES.iter().find(|(n, _)| *n == name) {
+        Some((n, text)) => super::compile::parse(&super::compile::Source {
+            file: format!("<built-in>/oauth-profiles/{n}.yaml").into(),
+            text: (*text).to_string(),
+        })
+        .map_err(|e| e.to_string()),
+        None => Err(format!(
+            "no such profile: built in are {}, or put {} beside the configuration",
+            BUILT_IN_PROFILES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+            file.display()
+        )),
+    }
+}
+
 pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Option<OAuthProxy> {
-    let file = base
-        .join("oauth-profiles")
-        .join(format!("{}.yaml", raw.profile));
-    let profile: RawOAuthProfile = match parse_file(&file) {
+    let profile = match oauth_profile(&raw.profile, base) {
         Ok(p) => p,
         Err(e) => {
             errs.push(
