@@ -8,6 +8,7 @@ pub mod modern;
 pub mod oauth;
 pub mod postgres;
 pub mod redis;
+pub mod trail;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
