@@ -72,3 +72,17 @@ impl Housekeeping {
         *probed = current;
     }
 }
+
+/// Tells open event streams the process is stopping, as soon as the stop begins (before the
+/// grace period), so they end with a reconnect hint instead of holding the shutdown.
+pub struct StreamCloser {
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+#[async_trait]
+impl BackgroundService for StreamCloser {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        self.stopping.send_replace(true);
+    }
+}

@@ -94,6 +94,12 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
             metrics: shared.metrics.clone(),
         },
     ));
+    server.add_service(background_service(
+        "stream closer",
+        crate::housekeeping::StreamCloser {
+            stopping: shared.stopping.clone(),
+        },
+    ));
     if let Some(config_path) = config_path {
         server.add_service(background_service(
             "config reload",

@@ -83,3 +83,59 @@ async fn only_real_configuration_changes_reload_and_routes_refetch_nothing_from_
         3.0
     );
 }
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_promptly_with_a_reconnect_hint() {
+    let (alpha, _beta) = two_upstreams().await;
+    // A grace period of 3 s: streams cut only when the process ends would end after it; streams
+    // told at once end right away, with the hint, while the process still drains.
+    let mut gw = Gateway::start_with(
+        Setup {
+            routes: vec![("alpha", alpha.url.clone(), "")],
+            extra: "",
+        },
+        |conf| {
+            let file = conf.join("mcp-edge.yaml");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let text = text.replace("grace_period_seconds: 0", "grace_period_seconds: 3");
+            std::fs::write(&file, text).unwrap();
+        },
+    );
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let raw = Raw::open(&gw.url).await;
+        let resp = raw
+            .client
+            .get(&raw.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", raw.session.clone().unwrap())
+            .header("mcp-protocol-version", "2025-11-25")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push(tokio::spawn(async move {
+            let text = resp.text().await.unwrap_or_default();
+            (text, std::time::Instant::now())
+        }));
+    }
+    assert_eq!(
+        gw.wait_metric("mcp_edge_open_streams", |v| v >= 20.0).await,
+        20.0
+    );
+    let started = std::time::Instant::now();
+    let stopped = tokio::task::spawn_blocking(move || gw.terminate());
+    for stream in streams {
+        let (text, ended) = tokio::time::timeout(std::time::Duration::from_secs(10), stream)
+            .await
+            .expect("the stream ended")
+            .unwrap();
+        assert!(text.contains("retry: 1000"), "no reconnect hint: {text:?}");
+        let after = ended.duration_since(started);
+        assert!(
+            after < std::time::Duration::from_secs(2),
+            "a stream ended {after:?} after SIGTERM, not before the grace period ran out"
+        );
+    }
+    assert!(stopped.await.unwrap().success());
+}

@@ -62,8 +62,15 @@ pub async fn serve(
     let _open = Open(&sh.metrics.open_streams);
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.tick().await;
+    let mut stopping = sh.stopping.subscribe();
     loop {
         let out = tokio::select! {
+            () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                // The process is stopping: reconnect in a second (to another instance, or
+                // to the upgraded process).
+                let _ = s.write_response_body(Some(Bytes::from_static(b"retry: 1000\n\n")), true).await;
+                return Ok(());
+            }
             changed = generation.changed() => {
                 if changed.is_err() {
                     return Ok(());

@@ -44,6 +44,8 @@ pub struct Shared {
     pub approvals: Approvals,
     /// Upstream calls held open for a stateless client's next round.
     pub held: super::held::HeldCalls,
+    /// Set when the process begins to stop: open event streams end (clients reconnect elsewhere).
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
     pub catalog: Catalog,
 }
 
@@ -101,6 +103,7 @@ impl Shared {
             stateless_links: Bounded::new(LOCAL_CAP),
             approvals: Approvals::default(),
             held: Default::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             catalog: Catalog::default(),
         })
     }

@@ -127,9 +127,20 @@ pub async fn listen(
     let mut seen = listen::fingerprint(snap, caller);
     let mut keepalive = tokio::time::interval(listen::KEEPALIVE);
     keepalive.tick().await;
+    let mut stopping = sh.stopping.subscribe();
     loop {
         let mut out = Vec::new();
         tokio::select! {
+            () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                // The graceful end of a listen stream: its result, then the stream closes.
+                let end = json!({
+                    "resultType": "complete",
+                    "_meta": {"io.modelcontextprotocol/subscriptionId": id},
+                });
+                sse::write_event(&mut out, &jsonrpc::success(id, &end));
+                let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+                return Ok(());
+            }
             changed = generation.changed() => {
                 if changed.is_err() {
                     return Ok(());
