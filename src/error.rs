@@ -49,6 +49,9 @@ pub enum Cause {
     UnreadableBody,
     #[error("Bad Request: HeaderMismatch: {0} does not match the request body")]
     HeaderMismatch(&'static str),
+    /// An `Mcp-Param-*` header that does not say what its argument says.
+    #[error("Bad Request: HeaderMismatch: {0} does not match the tool's arguments")]
+    ParamMismatch(String),
     #[error("Invalid params: `_meta` must carry `{0}`")]
     MissingEnvelope(&'static str),
     #[error("Unsupported protocol version `{requested}`")]
@@ -178,6 +181,7 @@ impl GatewayError {
             // Bad params of a request that could be read are answered like any JSON-RPC error.
             Malformed { .. } if self.id.is_some() => 200,
             UnsupportedVersion(_) | UnreadableBody | HeaderMismatch(_) | Malformed { .. } => 400,
+            ParamMismatch(_) => 400,
             MissingEnvelope(_) | VersionUnsupported { .. } | MissingCapability { .. } => 400,
             UnknownMethod(_) => 404,
             NoSession | UnknownResponse => 400,
@@ -212,7 +216,7 @@ impl GatewayError {
             RateLimited(_) | UpstreamBusy { .. } => LIMITED,
             MethodNotFound(_) | UnknownMethod(_) => jsonrpc::METHOD_NOT_FOUND,
             InvalidParams(_) | MissingEnvelope(_) => jsonrpc::INVALID_PARAMS,
-            HeaderMismatch(_) => HEADER_MISMATCH,
+            HeaderMismatch(_) | ParamMismatch(_) => HEADER_MISMATCH,
             VersionUnsupported { .. } => UNSUPPORTED_PROTOCOL_VERSION,
             MissingCapability { .. } => MISSING_CLIENT_CAPABILITY,
             UpstreamUnavailable(_)

@@ -4,6 +4,7 @@
 pub mod era;
 pub mod headers;
 pub mod jsonrpc;
+pub mod params;
 pub mod rewrite;
 pub mod session;
 pub mod sse;

@@ -307,6 +307,14 @@ async fn call(
     )
     .map_err(|c| c.to(id))?;
     ctx.tool = tool.filter(|t| route.names_tool(t)).map(str::to_string);
+    let schema = listed.as_ref().and_then(|l| tool.and_then(|t| l.get(t)));
+    if stateless
+        && as_sent.is_none()
+        && let Some(listing) = schema
+    {
+        let arguments = params.get("arguments").map(|a| a.as_ref());
+        stateless::check_params(s, listing, arguments, id)?;
+    }
     let _in_flight = limit::admit(sh, snap, route, tool, ctx.caller_key)
         .await
         .map_err(|c| c.to(id))?;
@@ -358,6 +366,7 @@ async fn call(
         route,
         method,
         target.mcp_name.as_deref(),
+        schema,
         params,
         id,
         streaming,

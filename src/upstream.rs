@@ -47,6 +47,8 @@ pub struct Outgoing<'a> {
     pub copied: Vec<(&'static str, &'a str)>,
     /// Credentials and identity for the upstream.
     pub extra: &'a [(String, String)],
+    /// `Mcp-Param-*` headers of a call (2026-07-28).
+    pub params: &'a [(String, String)],
 }
 
 impl<'a> Outgoing<'a> {
@@ -58,6 +60,7 @@ impl<'a> Outgoing<'a> {
             protocol_version: None,
             mcp_method: None,
             mcp_name: None,
+            params: &[],
             copied: Vec::new(),
             extra: &[],
         }
@@ -182,7 +185,7 @@ fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<
     for (k, v) in &out.copied {
         h.insert_header(*k, *v)?;
     }
-    for (k, v) in out.extra {
+    for (k, v) in out.extra.iter().chain(out.params) {
         h.insert_header(k.clone(), v.as_str())?;
     }
     Ok(Box::new(h))

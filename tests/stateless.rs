@@ -306,3 +306,56 @@ async fn stateless_callers_approve_in_an_input_required_round() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn mcp_param_headers_are_checked_and_sent_upstream() {
+    let modern = common::modern::changing_upstream().await;
+    let gw = Gateway::start(Setup {
+        routes: vec![("modern", modern, "")],
+        extra: "",
+    });
+    let v = Some("2026-07-28");
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta": envelope("2026-07-28")}});
+    let (_, listed) = stateless(&gw, list, v, Some("tools/list"), None).await;
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"modern__region"), "{names:?}");
+    assert!(
+        !names.contains(&"modern__bad"),
+        "a tool with an invalid x-mcp-header is left out: {names:?}"
+    );
+
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name":"modern__region","arguments":{"region":"eu-west"},"_meta": envelope("2026-07-28")}});
+    let send = |param: Option<&'static str>| {
+        let mut req = http()
+            .post(&gw.url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "modern__region");
+        if let Some(p) = param {
+            req = req.header("Mcp-Param-Region", p);
+        }
+        req.body(call.to_string()).send()
+    };
+    // The header says what the argument says: the call goes through, and the upstream gets the
+    // header the gateway computed from the arguments.
+    let ok = answer(send(Some("eu-west")).await.unwrap()).await;
+    assert_eq!(
+        ok["result"]["content"][0]["text"],
+        json!("region header eu-west"),
+        "{ok}"
+    );
+    for wrong in [Some("us-east"), None] {
+        let resp = send(wrong).await.unwrap();
+        assert_eq!(resp.status(), 400, "{wrong:?}");
+        let e = answer(resp).await;
+        assert_eq!(common::code(&e), -32020, "{wrong:?}: {e}");
+    }
+}

@@ -37,6 +37,8 @@ struct Call<'a> {
     /// client's request without the revision's `_meta` keys (a 2025 upstream refuses them inside
     /// its session), or a session client's request with them (a 2026-only upstream needs them).
     other_body: Option<(bool, Bytes)>,
+    /// The `Mcp-Param-*` headers toward a stateless upstream, from the tool's annotations.
+    param_headers: Vec<(String, String)>,
     /// The client's answer is already an open event stream (an approval was asked on it).
     streaming: bool,
     /// The most of an upstream answer read whole (a JSON answer, one SSE event).
@@ -100,6 +102,7 @@ pub async fn call(
     route: &Route,
     method: &str,
     mcp_name: Option<&str>,
+    listing: Option<&serde_json::Value>,
     mut params: RawParams<'_>,
     id: &RawValue,
     streaming: bool,
@@ -135,6 +138,7 @@ pub async fn call(
             streaming,
         );
         call.rw.client_token = client_token.clone();
+        call.param_headers = param_headers(listing, &params);
         let deadline = Instant::now() + route.timeout;
         let step = match resumed.take() {
             Some(h) => Ok(relay_stream(sh, s, ctx, &call, h.ex, h.link, h.reader, deadline).await),
@@ -173,6 +177,24 @@ pub async fn call(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The `Mcp-Param-*` headers a call to a tool with `x-mcp-header` annotations carries upstream.
+fn param_headers(
+    listing: Option<&serde_json::Value>,
+    params: &RawParams<'_>,
+) -> Vec<(String, String)> {
+    let Some(annotations) = listing
+        .and_then(|l| crate::mcp::params::annotations(&l["inputSchema"]).ok())
+        .filter(|a| !a.is_empty())
+    else {
+        return Vec::new();
+    };
+    let arguments = params
+        .get("arguments")
+        .and_then(|a| serde_json::from_str(a.get()).ok())
+        .unwrap_or(serde_json::Value::Null);
+    crate::mcp::params::headers_for(&annotations, &arguments)
 }
 
 /// One upstream request of a call: the body for each era's link and the answer's rewriter.
@@ -216,6 +238,7 @@ fn prepare<'a>(
         method,
         name: mcp_name,
         other_body,
+        param_headers: Vec::new(),
         cap: ctx.snapshot.max_upstream_message_bytes,
         body: Bytes::from(jsonrpc::rebuild(method, Some(upstream_id), Some(params))),
         streaming,
@@ -256,6 +279,9 @@ async fn forward(
             };
             let mut out = Outgoing::post(body);
             link.apply(&mut out, call.method, call.name);
+            if link.kind == LinkKind::Stateless {
+                out.params = &call.param_headers;
+            }
             let send = Exchange::send(&sh.upstreams.connector, &route.upstream, &out);
             tokio::time::timeout_at(deadline, send).await
         };

@@ -126,6 +126,16 @@ pub async fn merged(
             if !allowed {
                 continue;
             }
+            // A tool whose `x-mcp-header` annotations are invalid cannot be called correctly.
+            if shape.key == "tools"
+                && let Err(why) = crate::mcp::params::annotations(&item["inputSchema"])
+            {
+                log::warn!(
+                    "upstream {} offers `{original}` with an invalid x-mcp-header ({why}); left out",
+                    peer_label(route)
+                );
+                continue;
+            }
             let exposed = if shape.is_uri {
                 Some(expose_uri(&route.prefix, original))
             } else {

@@ -48,7 +48,16 @@ pub async fn relay(
         .filter_map(|&k| http::header(s, k).map(|v| (k, v.to_string())))
         .collect();
     let credentials = upstream_headers(sh, ctx, caller, route);
+    // The stateless revision's `Mcp-Param-*` headers go to the upstream as they came.
+    let params: Vec<(String, String)> = s
+        .req_header()
+        .headers
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("mcp-param-"))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
     let mut out = Outgoing::post(body);
+    out.params = &params;
     out.method = method.clone();
     out.copied = copied.iter().map(|(k, v)| (*k, v.as_str())).collect();
     out.extra = &credentials;

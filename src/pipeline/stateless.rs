@@ -6,9 +6,9 @@
 //! Every error answers the request's id.
 
 use crate::error::{Cause, GatewayError};
-use crate::mcp::headers;
 use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, STATELESS_VERSION};
+use crate::mcp::{headers, params};
 use pingora::proxy::Session;
 use serde::Deserialize;
 use serde_json::Value;
@@ -122,4 +122,38 @@ fn single(s: &Session, name: &'static str) -> Result<Option<String>, GatewayErro
     }
     let text = value.to_str().map_err(|_| bad())?;
     headers::decode(text).map(Some).ok_or_else(bad)
+}
+
+/// The `Mcp-Param-*` headers of a `tools/call` against the tool's `x-mcp-header` annotations:
+/// each mirrored argument's header present and equal, no header for an absent one (-32020).
+pub fn check_params(
+    s: &Session,
+    tool: &Value,
+    arguments: Option<&RawValue>,
+    id: &RawValue,
+) -> Result<(), GatewayError> {
+    let Ok(annotations) = params::annotations(&tool["inputSchema"]) else {
+        return Ok(());
+    };
+    if annotations.is_empty() {
+        return Ok(());
+    }
+    let arguments: Value = arguments
+        .and_then(|a| serde_json::from_str(a.get()).ok())
+        .unwrap_or(Value::Null);
+    for annotation in &annotations {
+        let name = format!("Mcp-Param-{}", annotation.1);
+        let mut values = s.req_header().headers.get_all(name.as_str()).iter();
+        let header = values.next().map(|v| v.to_str().map_err(|_| ()));
+        let repeated = values.next().is_some();
+        let header = match header {
+            Some(Err(())) => return Err(Cause::ParamMismatch(name).to(id)),
+            Some(Ok(v)) => Some(v),
+            None => None,
+        };
+        if repeated || !params::matches(params::argument(&arguments, annotation), header) {
+            return Err(Cause::ParamMismatch(name).to(id));
+        }
+    }
+    Ok(())
 }

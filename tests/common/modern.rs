@@ -2,7 +2,9 @@
 //! refuses `initialize` (404) and any request without the revision's `_meta` envelope (400,
 //! -32602); `server/discover`, `tools/list`, `subscriptions/listen`; tools `touch` (announces a
 //! tools list change on every open listen stream) and `ask` (answers `input_required` with one
-//! elicitation and `requestState: "s1"`, then, retried with the answer, "answered <a>").
+//! elicitation and `requestState: "s1"`, then, retried with the answer, "answered <a>"),
+//! `region` (an `x-mcp-header: Region` argument; says which `Mcp-Param-Region` it received) and
+//! `bad` (an invalid annotation, on a number).
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -19,9 +21,9 @@ pub async fn changing_upstream() -> String {
     let (changes, _) = broadcast::channel::<()>(16);
     let app = axum::Router::new().route(
         "/mcp",
-        post(move |body: Bytes| {
+        post(move |headers: axum::http::HeaderMap, body: Bytes| {
             let changes = changes.clone();
-            async move { serve_upstream(&changes, &body) }
+            async move { serve_upstream(&changes, &headers, &body) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -30,7 +32,11 @@ pub async fn changing_upstream() -> String {
     format!("http://{addr}/mcp")
 }
 
-fn serve_upstream(changes: &broadcast::Sender<()>, body: &[u8]) -> Response {
+fn serve_upstream(
+    changes: &broadcast::Sender<()>,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Response {
     let req: Value = serde_json::from_slice(body).unwrap();
     let id = req["id"].clone();
     let method = req["method"].as_str().unwrap_or_default();
@@ -54,7 +60,13 @@ fn serve_upstream(changes: &broadcast::Sender<()>, body: &[u8]) -> Response {
             "tools": [{"name": "touch", "inputSchema": {"type": "object"},
                        "annotations": {"readOnlyHint": true}},
                       {"name": "ask", "inputSchema": {"type": "object"},
-                       "annotations": {"readOnlyHint": true}}],
+                       "annotations": {"readOnlyHint": true}},
+                      {"name": "region", "annotations": {"readOnlyHint": true},
+                       "inputSchema": {"type": "object", "properties": {
+                           "region": {"type": "string", "x-mcp-header": "Region"}}}},
+                      {"name": "bad", "annotations": {"readOnlyHint": true},
+                       "inputSchema": {"type": "object", "properties": {
+                           "n": {"type": "number", "x-mcp-header": "N"}}}}],
         })),
         "tools/call"
             if req["params"]["name"] == "ask"
@@ -64,6 +76,14 @@ fn serve_upstream(changes: &broadcast::Sender<()>, body: &[u8]) -> Response {
             let a = req["params"]["inputResponses"]["q"]["content"]["a"].clone();
             let text = format!("answered {}", a.as_str().unwrap_or("?"));
             result(json!({"resultType": "complete", "content": [{"type": "text", "text": text}]}))
+        }
+        "tools/call" if req["params"]["name"] == "region" => {
+            let seen = headers
+                .get("mcp-param-region")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none");
+            result(json!({"resultType": "complete",
+                "content": [{"type": "text", "text": format!("region header {seen}")}]}))
         }
         "tools/call" if req["params"]["name"] == "ask" => result(json!({
             "resultType": "input_required",
