@@ -342,3 +342,21 @@ fn oauth_profiles_are_built_in_and_a_file_beside_the_config_overrides_one() {
         oauth.authorize_url
     );
 }
+
+#[test]
+fn scopes_supported_default_to_the_scopes_routes_name() {
+    let gateway = Source {
+        file: "g.yaml".into(),
+        text: "listen: 127.0.0.1:0\npublic_url: http://localhost\nauth:\n  mode: jwt\n  issuer: https://login.example.com\n".into(),
+    };
+    let route = Source {
+        file: "r.yaml".into(),
+        text: "name: data\nupstream:\n  url: http://127.0.0.1:1/mcp\naccess: { read: [mcp:read], write: [mcp:write, mcp:read], destroy: [mcp:admin] }\n".into(),
+    };
+    let snap = config::compile::offline(|| config::compile(&gateway, &[route]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        snap.scopes_supported().unwrap(),
+        ["mcp:admin", "mcp:read", "mcp:write"]
+    );
+}
