@@ -68,7 +68,7 @@ async fn calls_and_refusals_are_recorded_chained_and_never_hold_argument_values(
     assert!(published.ends_with(" 7"), "chain head metric: {published}");
     assert!(gw.terminate().success(), "graceful stop");
 
-    let lines = jsonl_lines(dir.path());
+    let lines = audit_lines(dir.path());
     let records: Vec<Value> = lines.iter().map(|l| record(l)).collect();
     let summary: Vec<(String, String, String)> = records
         .iter()
@@ -296,7 +296,7 @@ async fn a_graceful_stop_under_load_loses_no_record() {
     assert!(gw.terminate().success());
     let n = clients * per_client;
     assert_eq!(
-        jsonl_lines(dir.path()).len(),
+        audit_lines(dir.path()).len(),
         n,
         "JSONL holds one record per call"
     );

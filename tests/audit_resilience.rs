@@ -91,7 +91,7 @@ async fn records_wait_for_postgres_and_land_when_it_returns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(rows, 6, "the queued records landed");
-    assert_eq!(jsonl_lines(dir.path()).len(), 6);
+    assert_eq!(audit_lines(dir.path()).len(), 6);
 }
 
 #[tokio::test]

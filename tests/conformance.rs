@@ -15,23 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn interop() -> Option<PathBuf> {
-    let dir = std::env::var_os("MCP_EDGE_INTEROP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop"));
-    let ready = dir.join("node.ok").exists() && dir.join("fixture.ok").exists();
-    if !ready && std::env::var_os("CI").is_some() {
-        panic!(
-            "the conformance suite or its fixture is missing in {}: run interop/setup.sh",
-            dir.display()
-        );
-    }
-    if !ready {
-        eprintln!("conformance suite not installed (run interop/setup.sh); skipped");
-    }
-    ready.then_some(dir)
-}
-
 /// The reference server, on loopback, until dropped.
 struct Fixture(Child);
 
@@ -110,7 +93,7 @@ fn suite(dir: &Path, url: &str, requirements: &str) -> (Vec<String>, Vec<String>
 
 #[test]
 fn the_suite_passes_through_both_doors_in_both_eras() {
-    let Some(dir) = interop() else {
+    let Some(dir) = interop_dir(&["node", "fixture"]) else {
         return;
     };
     let port = free_port();

@@ -115,7 +115,6 @@ async fn a_2025_session_reaches_an_upstream_that_speaks_only_2026() {
 
 #[tokio::test]
 async fn a_2026_upstreams_input_round_is_driven_through_a_2025_session() {
-    use futures::StreamExt;
     let modern = common::modern::changing_upstream().await;
     let gw = Gateway::start(Setup {
         routes: vec![("modern", modern, "")],
@@ -151,27 +150,7 @@ async fn a_2026_upstreams_input_round_is_driven_through_a_2025_session() {
     );
     let mut stream = resp.bytes_stream();
     let mut text = String::new();
-    let next_event = |text: &mut String| -> Option<Value> {
-        let end = text.find("\n\n")?;
-        let block: String = text.drain(..end + 2).collect();
-        block
-            .lines()
-            .find_map(|l| l.strip_prefix("data: "))
-            .map(|d| serde_json::from_str(d).unwrap())
-    };
-    let mut asked = None;
-    while asked.is_none() {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-            .await
-            .expect("the question came")
-            .unwrap()
-            .unwrap();
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(ev) = next_event(&mut text) {
-            asked = Some(ev);
-        }
-    }
-    let asked = asked.unwrap();
+    let asked = sse_events(&mut stream, &mut text, 1).await.remove(0);
     assert_eq!(asked["method"], json!("elicitation/create"), "{asked}");
     assert_eq!(asked["params"]["message"], json!("which?"));
     // The client answers; the gateway sends the call again with the answer and the state.
@@ -184,17 +163,7 @@ async fn a_2026_upstreams_input_round_is_driven_through_a_2025_session() {
             .status(),
         202
     );
-    let mut last = Value::Null;
-    while last["id"] != json!("c") {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-            .await
-            .expect("the answer came");
-        let Some(Ok(chunk)) = chunk else { break };
-        text.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(ev) = next_event(&mut text) {
-            last = ev;
-        }
-    }
+    let last = sse_events(&mut stream, &mut text, 1).await.remove(0);
     assert_eq!(
         last["result"]["content"][0]["text"],
         json!("answered blue"),

@@ -8,12 +8,9 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::modern::changing_upstream;
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn envelope() -> Value {
     json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -36,32 +33,6 @@ fn post_stateless(
         req = req.header("mcp-name", name);
     }
     req.body(body.to_string())
-}
-
-/// Reads SSE events from a streaming answer until `want` of them are read (or 10 s pass).
-async fn events(
-    stream: &mut (impl futures::Stream<Item = reqwest::Result<Bytes>> + Unpin),
-    buf: &mut String,
-    want: usize,
-) -> Vec<Value> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while out.len() < want {
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                out.push(serde_json::from_str(data).unwrap());
-            }
-        }
-        if out.len() >= want {
-            break;
-        }
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(Some(Ok(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-            _ => break,
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -89,7 +60,7 @@ async fn listen_streams_carry_the_gateways_and_the_upstreams_list_changes() {
     let mut buf = String::new();
 
     // The acknowledgement comes first: the request's id, the kinds honoured.
-    let ack = events(&mut stream, &mut buf, 1).await;
+    let ack = sse_events(&mut stream, &mut buf, 1).await;
     assert_eq!(
         ack[0]["method"],
         json!("notifications/subscriptions/acknowledged"),
@@ -115,7 +86,7 @@ async fn listen_streams_carry_the_gateways_and_the_upstreams_list_changes() {
         common::answer(touched).await["result"]["content"][0]["text"],
         json!("touched")
     );
-    let changed = events(&mut stream, &mut buf, 1).await;
+    let changed = sse_events(&mut stream, &mut buf, 1).await;
     assert_eq!(changed.len(), 1, "the upstream's change did not arrive");
     assert_eq!(
         changed[0]["method"],
@@ -135,7 +106,7 @@ async fn listen_streams_carry_the_gateways_and_the_upstreams_list_changes() {
         ),
     )
     .unwrap();
-    let reloaded = events(&mut stream, &mut buf, 1).await;
+    let reloaded = sse_events(&mut stream, &mut buf, 1).await;
     assert_eq!(reloaded.len(), 1, "the reload's change did not arrive");
     assert_eq!(
         reloaded[0]["method"],

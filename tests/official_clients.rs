@@ -13,24 +13,6 @@ use mcp_edge::demo::Mode;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Where `interop/setup.sh` put the clients, if it ran. In CI they must be there.
-fn clients() -> Option<PathBuf> {
-    let dir = std::env::var_os("MCP_EDGE_INTEROP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop"));
-    let ready = dir.join("py.ok").exists() && dir.join("node.ok").exists();
-    if !ready && std::env::var_os("CI").is_some() {
-        panic!(
-            "the official clients are missing in {}: run interop/setup.sh",
-            dir.display()
-        );
-    }
-    if !ready {
-        eprintln!("official clients not installed (run interop/setup.sh); skipped");
-    }
-    ready.then_some(dir)
-}
-
 fn run(command: &mut Command) -> String {
     let out = command.output().expect("run the client");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -44,7 +26,7 @@ fn run(command: &mut Command) -> String {
 
 #[tokio::test]
 async fn python_and_typescript_clients_work_in_every_mode_before_every_era() {
-    let Some(dir) = clients() else {
+    let Some(dir) = interop_dir(&["py", "node"]) else {
         return;
     };
     let mut routes = Vec::new();

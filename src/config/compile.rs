@@ -8,7 +8,7 @@ pub use upstream::offline;
 
 use super::raw::{RawAuthMode, RawGateway, RawRoute};
 use super::security;
-use super::snapshot::{AuthSettings, Route, ServerOptions, Snapshot, Timeouts};
+use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts};
 use crate::limits::{Limiter, Rate};
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -236,7 +236,7 @@ fn compile_parsed(
             ),
         );
     }
-    let auth = security::compile_auth(raw.auth, &mcp_url, base, &mut errs);
+    let mut auth = security::compile_auth(raw.auth, &mcp_url, base, &mut errs);
     let identity = security::compile_identity(raw.identity, base, &mut errs);
     let audit = security::compile_audit(raw.audit, base, &mut errs);
     let oauth = raw
@@ -345,21 +345,7 @@ fn compile_parsed(
         return Err(ConfigErrors(list));
     }
     routes.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut auth = auth;
-    if let AuthSettings::Jwt(jwt) = &mut auth
-        && jwt.scopes_supported.is_empty()
-    {
-        // Not configured: the scopes the routes' `access` sections name, so a client asks for
-        // them (a standard IdP refuses a login that asks for no scope it knows).
-        let mut scopes: Vec<String> = routes
-            .iter()
-            .filter_map(|r| r.policy.access.as_ref())
-            .flat_map(|a| a.read.iter().chain(&a.write).chain(&a.destroy).cloned())
-            .collect();
-        scopes.sort();
-        scopes.dedup();
-        jwt.scopes_supported = scopes;
-    }
+    auth.default_scopes(&routes);
     let snapshot = Snapshot {
         listen: raw.listen,
         admin_listen: raw.admin.listen,

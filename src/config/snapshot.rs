@@ -131,6 +131,27 @@ pub enum AuthSettings {
     Jwt(Box<JwtSettings>),
 }
 
+impl AuthSettings {
+    /// Without configured `scopes_supported`: the scopes the routes' `access` sections name, so
+    /// a client asks for them (a standard IdP refuses a login that asks for no scope it knows).
+    pub(super) fn default_scopes(&mut self, routes: &[Route]) {
+        let AuthSettings::Jwt(jwt) = self else {
+            return;
+        };
+        if !jwt.scopes_supported.is_empty() {
+            return;
+        }
+        let mut scopes: Vec<String> = routes
+            .iter()
+            .filter_map(|r| r.policy.access.as_ref())
+            .flat_map(|a| a.read.iter().chain(&a.write).chain(&a.destroy).cloned())
+            .collect();
+        scopes.sort();
+        scopes.dedup();
+        jwt.scopes_supported = scopes;
+    }
+}
+
 #[derive(Debug)]
 pub struct JwtSettings {
     pub issuer: String,

@@ -6,7 +6,7 @@
 //! Every error answers the request's id.
 
 use crate::error::{Cause, GatewayError};
-use crate::mcp::jsonrpc::{self, Kind, Message};
+use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
 use crate::mcp::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, STATELESS_VERSION};
 use crate::mcp::{headers, params};
 use pingora::proxy::Session;
@@ -37,13 +37,15 @@ struct Meta {
 /// Whether a message says it is of the stateless revision (its `_meta` or the header), unchecked.
 pub fn claims(msg: &Message<'_>, header_version: Option<&str>) -> bool {
     header_version == Some(STATELESS_VERSION)
-        || jsonrpc::split_params(msg.params)
-            .ok()
-            .and_then(|p| {
-                p.get("_meta")
-                    .map(|m| m.get().contains(META_PROTOCOL_VERSION))
-            })
-            .unwrap_or(false)
+        || meta_of(&jsonrpc::split_params(msg.params).ok()).is_some_and(|m| m.version.is_some())
+}
+
+/// The request's `_meta`, as far as the revision's envelope goes.
+fn meta_of(params: &Option<RawParams<'_>>) -> Option<Meta> {
+    params
+        .as_ref()
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| serde_json::from_str(m.get()).ok())
 }
 
 /// Whether this POST belongs to the stateless revision, checked as it requires; `Ok(false)`:
@@ -56,10 +58,7 @@ pub fn check(
 ) -> Result<bool, GatewayError> {
     let id = msg.id.unwrap_or(RawValue::NULL);
     let params = jsonrpc::split_params(msg.params).ok();
-    let meta: Option<Meta> = params
-        .as_ref()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| serde_json::from_str(m.get()).ok());
+    let meta = meta_of(&params);
     let claimed = meta.as_ref().is_some_and(|m| m.version.is_some());
     if !claimed && header_version != Some(STATELESS_VERSION) {
         return Ok(false);

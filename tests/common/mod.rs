@@ -395,8 +395,8 @@ pub fn audit_jsonl(dir: &std::path::Path) -> String {
     )
 }
 
-/// Every audit record written under `dir`, oldest file first.
-pub fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+/// Every line of the audit files under `dir`, oldest file first.
+pub fn audit_lines(dir: &std::path::Path) -> Vec<String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("audit dir")
         .map(|e| e.expect("entry").path())
@@ -408,8 +408,64 @@ pub fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
             std::fs::read_to_string(f)
                 .expect("audit file")
                 .lines()
-                .map(|l| serde_json::from_str(l).expect("record"))
+                .map(String::from)
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Every audit record written under `dir`, oldest file first.
+pub fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    audit_lines(dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("record"))
+        .collect()
+}
+
+/// Reads SSE events from a streaming answer until `want` of them are read (or 10 s pass); what
+/// is left of a partly read event stays in `buf` for the next call.
+pub async fn sse_events(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+    want: usize,
+) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < want {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                out.push(serde_json::from_str(data).expect("SSE data is JSON"));
+            }
+        }
+        if out.len() >= want {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Where `interop/setup.sh` installed what a test drives (`MCP_EDGE_INTEROP`, else
+/// `target/interop`), if every part in `parts` is there. Under CI a missing part fails the test;
+/// elsewhere the test says so and skips.
+pub fn interop_dir(parts: &[&str]) -> Option<PathBuf> {
+    let dir = std::env::var_os("MCP_EDGE_INTEROP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop"));
+    let ready = parts.iter().all(|p| dir.join(format!("{p}.ok")).exists());
+    if !ready && std::env::var_os("CI").is_some() {
+        panic!(
+            "{parts:?} missing in {}: run interop/setup.sh",
+            dir.display()
+        );
+    }
+    if !ready {
+        eprintln!("{parts:?} not installed (run interop/setup.sh); skipped");
+    }
+    ready.then_some(dir)
 }

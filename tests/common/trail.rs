@@ -50,24 +50,6 @@ pub fn audit_yaml(trail: &Trail, pg: Option<&Postgres>) -> String {
     y
 }
 
-pub fn jsonl_lines(dir: &Path) -> Vec<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 pub async fn pg_lines(pg: &Postgres) -> Vec<String> {
     let client = pg.client().await;
     client
