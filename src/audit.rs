@@ -99,6 +99,45 @@ impl Slot {
 #[derive(Debug)]
 pub struct Full;
 
+/// Opens every sink of the settings, each ready to resume its chain.
+fn open_sinks(
+    settings: &AuditSettings,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<Box<dyn Sink>>, String> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    for s in &settings.sinks {
+        match s {
+            SinkSettings::Jsonl {
+                dir,
+                max_file_bytes,
+                fsync,
+                anchor,
+            } => {
+                if anchor.is_none() {
+                    log::warn!(
+                        "audit sink jsonl {}: no `anchor` file: the chain head is published only as a metric",
+                        dir.display()
+                    );
+                }
+                sinks.push(Box::new(
+                    jsonl::JsonlSink::open(dir, *max_file_bytes, *fsync, anchor.clone())
+                        .map_err(|e| format!("audit sink jsonl {}: {e}", dir.display()))?,
+                ))
+            }
+            SinkSettings::Postgres {
+                url,
+                retention_days,
+            } => {
+                let sink = runtime
+                    .block_on(postgres::PgSink::open(url, *retention_days))
+                    .map_err(|e| format!("audit sink postgres: {e}"))?;
+                sinks.push(Box::new(sink));
+            }
+        }
+    }
+    Ok(sinks)
+}
+
 impl Audit {
     /// No sinks: nothing is recorded and nothing waits.
     pub fn disabled() -> Self {
@@ -110,7 +149,9 @@ impl Audit {
     }
 
     /// Opens every sink (migrations included) and starts the writer. Fails, and the gateway
-    /// does not start, when a sink cannot be opened.
+    /// does not start, when a sink cannot be opened. A process taking over from another (binary
+    /// upgrade) opens its sinks once that one has ended, so the chain goes on without a fork;
+    /// records wait in the queue meanwhile, and if a sink then fails to open, calls are refused.
     pub fn start(settings: &AuditSettings, metrics: Arc<Metrics>) -> Result<Self, String> {
         if settings.sinks.is_empty() {
             return Ok(Self::disabled());
@@ -119,61 +160,54 @@ impl Audit {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        for s in &settings.sinks {
-            match s {
-                SinkSettings::Jsonl {
-                    dir,
-                    max_file_bytes,
-                    fsync,
-                    anchor,
-                } => {
-                    if anchor.is_none() {
-                        log::warn!(
-                            "audit sink jsonl {}: no `anchor` file: the chain head is published only as a metric",
-                            dir.display()
-                        );
-                    }
-                    sinks.push(Box::new(
-                        jsonl::JsonlSink::open(dir, *max_file_bytes, *fsync, anchor.clone())
-                            .map_err(|e| format!("audit sink jsonl {}: {e}", dir.display()))?,
-                    ))
-                }
-                SinkSettings::Postgres {
-                    url,
-                    retention_days,
-                } => {
-                    let sink = runtime
-                        .block_on(postgres::PgSink::open(url, *retention_days))
-                        .map_err(|e| format!("audit sink postgres: {e}"))?;
-                    sinks.push(Box::new(sink));
-                }
-            }
-        }
         let key = settings.hmac_key.clone().unwrap_or_else(|| {
             log::warn!("audit.hmac_key is not set: argument HMACs compare only within this run");
             rand::random::<[u8; 32]>().to_vec()
         });
-        let chain = Chain {
-            key: chain::ChainKey::new(
-                settings
-                    .chain_key
-                    .as_deref()
-                    .ok_or("audit.chain_key is not set")?,
-            ),
-            every: settings.anchor_records,
-            interval: settings.anchor_interval,
-            sinks: sinks.into_iter().map(ChainedSink::new).collect(),
+        let chain_key = chain::ChainKey::new(
+            settings
+                .chain_key
+                .as_deref()
+                .ok_or("audit.chain_key is not set")?,
+        );
+        let later = crate::upgrade::has_predecessor();
+        let mut opened = if later {
+            None
+        } else {
+            Some(open_sinks(settings, &runtime)?)
         };
+        let when_full = settings.when_full;
+        let settings = settings.clone();
         let (tx, rx) = mpsc::channel(settings.queue);
         let depth = tx.clone();
         let writer = std::thread::Builder::new()
             .name("mcp-edge audit".into())
-            .spawn(move || runtime.block_on(write_loop(rx, chain, key, metrics, depth)))
+            .spawn(move || {
+                let sinks = match opened.take() {
+                    Some(sinks) => sinks,
+                    None => {
+                        crate::upgrade::wait_for_predecessor();
+                        match open_sinks(&settings, &runtime) {
+                            Ok(sinks) => sinks,
+                            Err(e) => {
+                                log::error!("{e}; calls are refused until a restart");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let chain = Chain {
+                    key: chain_key,
+                    every: settings.anchor_records,
+                    interval: settings.anchor_interval,
+                    sinks: sinks.into_iter().map(ChainedSink::new).collect(),
+                };
+                runtime.block_on(write_loop(rx, chain, key, metrics, depth))
+            })
             .map_err(|e| e.to_string())?;
         Ok(Self {
             tx: Some(tx),
-            when_full: settings.when_full,
+            when_full,
             finished: std::sync::Mutex::new(Some(writer)),
         })
     }

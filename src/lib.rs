@@ -21,4 +21,6 @@ pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod store;
+pub mod tls;
+pub mod upgrade;
 pub mod upstream;

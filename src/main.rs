@@ -23,6 +23,10 @@ enum Command {
     Run {
         #[arg(long, default_value = "conf/mcp-edge.yaml")]
         config: PathBuf,
+        /// Take the listening sockets from the running gateway (`server.upgrade_sock`) instead of
+        /// binding them; SIGUSR2 to the running gateway does this for you.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate the configuration and its routes, print every error, and exit.
     Check {
@@ -85,10 +89,10 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             let snapshot = config::load(&config)
                 .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-            mcp_edge::server::run(snapshot, Some(config))?;
+            mcp_edge::server::run(snapshot, Some(config), upgrade)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match config::load(&config) {
@@ -193,7 +197,7 @@ fn demo(listen: &str) -> anyhow::Result<ExitCode> {
         "  npx @modelcontextprotocol/inspector --cli http://{addr}/mcp --transport http --method tools/list"
     );
     println!("Authentication is off in the demo (auth.mode: none). Ctrl-C stops it.");
-    mcp_edge::server::run(snapshot, None)?;
+    mcp_edge::server::run(snapshot, None, false)?;
     drop((alpha, beta));
     Ok(ExitCode::SUCCESS)
 }

@@ -8,8 +8,12 @@ use crate::config::reload::Reloader;
 use crate::housekeeping::Housekeeping;
 use crate::pipeline::Shared;
 use crate::proxy::McpProxy;
+use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
-use pingora::server::configuration::ServerConf;
+use pingora::listeners::ListenerConfig;
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::l4::stream::{DEFAULT_L4_WRITE_BUFFER_SIZE, L4BufferSettings};
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
@@ -31,8 +35,9 @@ pub fn resolve_listen(listen: &str) -> std::io::Result<SocketAddr> {
 }
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT (fast). Blocks. With `config_path`, the
-/// configuration is watched and reloaded live (and on SIGHUP).
-pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+/// configuration is watched and reloaded live (and on SIGHUP). With `upgrade`, the listening
+/// sockets are taken from the running process (see `upgrade.rs`).
+pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>, upgrade: bool) -> anyhow::Result<()> {
     let addr = resolve_listen(&snapshot.listen)?;
     let admin_addr = resolve_listen(&snapshot.admin_listen)?;
     if matches!(snapshot.auth, crate::config::snapshot::AuthSettings::None) {
@@ -45,18 +50,25 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
             }
         );
     }
-    let opts = snapshot.server;
+    let opts = snapshot.server.clone();
     let conf = ServerConf {
         threads: opts.threads,
         grace_period_seconds: Some(opts.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(opts.graceful_shutdown_timeout_seconds),
         upstream_keepalive_pool_size: opts.upstream_keepalive_pool_size,
+        upgrade_sock: opts.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
     let mcp_path = snapshot.mcp_path.clone();
     let routes = snapshot.routes.len();
+    let tls = snapshot.tls.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let shared = Arc::new(Shared::new(snapshot).map_err(|e| anyhow::anyhow!("{e}"))?);
 
     let mut mcp = pingora::proxy::http_proxy_service_with_name(
@@ -66,7 +78,25 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
         },
         "mcp-edge",
     );
-    mcp.add_tcp(&addr.to_string());
+    if let Some(proxy) = mcp.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = opts.h2c;
+        proxy.server_options = Some(options);
+    }
+    let buffers = L4BufferSettings::new(opts.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE);
+    let mut listener = ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers);
+    if let Some(first) = tls {
+        let mut settings = TlsSettings::with_callbacks(Box::new(crate::tls::NoCallbacks))?;
+        if first.http2 {
+            settings.enable_h2();
+        }
+        settings.set_cert_resolver(Arc::new(crate::tls::Resolver {
+            live: shared.live.clone(),
+            first,
+        }));
+        listener = listener.tls(settings);
+    }
+    mcp.add_listener(listener);
     server.add_service(mcp);
 
     let mut admin = Service::new(
@@ -95,6 +125,12 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
         },
     ));
     server.add_service(background_service(
+        "binary upgrade",
+        crate::upgrade::OnSignal {
+            sock: opts.upgrade_sock.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "stream closer",
         crate::housekeeping::StreamCloser {
             stopping: shared.stopping.clone(),
@@ -120,9 +156,11 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>) -> anyhow::Result<(
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(
                     out,
-                    "mcp-edge listening on http://{addr}{mcp_path} ({routes} routes); admin on http://{admin_addr}"
+                    "mcp-edge listening on {scheme}://{addr}{mcp_path} ({routes} routes); admin on http://{admin_addr} (pid {})",
+                    std::process::id()
                 );
                 let _ = out.flush();
+                crate::upgrade::notify_ready();
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

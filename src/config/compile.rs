@@ -1,6 +1,7 @@
 //! Raw YAML → validated `Snapshot`. Every problem is collected, not just the first, and each
 //! names the file, the line where the parser knows it, and the YAML path.
 
+mod listener;
 mod upstream;
 
 pub(super) use upstream::compile_upstream;
@@ -8,7 +9,7 @@ pub use upstream::offline;
 
 use super::raw::{RawAuthMode, RawGateway, RawRoute};
 use super::security;
-use super::snapshot::{Route, ServerOptions, Snapshot, Timeouts};
+use super::snapshot::{Route, Snapshot, Timeouts};
 use crate::limits::{Limiter, Rate};
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -102,14 +103,17 @@ pub fn load(config_path: &Path) -> Result<Snapshot, ConfigErrors> {
         routes.push(Source { file, text });
     }
     let mut snapshot = compile_parsed(&gateway.file, raw, &routes, Some(dir))?;
-    snapshot.sources = digest(&gateway, &routes);
+    let certs = snapshot.tls.as_ref().map(|t| t.fingerprint);
+    snapshot.sources = digest(&gateway, &routes, certs);
     Ok(snapshot)
 }
 
-/// What the files said, as one number: a reload whose files say the same is no change.
-fn digest(gateway: &Source, routes: &[Source]) -> u64 {
+/// What the files said (certificates included), as one number: a reload whose files say the
+/// same is no change.
+fn digest(gateway: &Source, routes: &[Source], certs: Option<u64>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
+    certs.hash(&mut h);
     for source in std::iter::once(gateway).chain(routes) {
         source.file.hash(&mut h);
         source.text.hash(&mut h);
@@ -289,9 +293,9 @@ fn compile_parsed(
     {
         errs.push("limits.store", format!("`{store}` is not a redis:// URL"));
     }
-    if raw.server.threads == 0 {
-        errs.push("server.threads", "must be at least 1");
-    }
+    let server = listener::compile_server(raw.server, &mut errs);
+    let https_url = public.as_ref().is_ok_and(|u| u.scheme() == "https");
+    let tls = listener::compile_tls(raw.tls, base, https_url, &mut errs);
     let mut list = errs.list;
 
     let secrets_dir = raw.route_secrets_dir.as_ref().map(|d| base.join(d));
@@ -368,12 +372,8 @@ fn compile_parsed(
         session_keys,
         session_ttl: raw.sessions.ttl.unwrap_or(Duration::from_secs(24 * 3600)),
         session_store: raw.sessions.store,
-        server: ServerOptions {
-            threads: raw.server.threads,
-            grace_period_seconds: raw.server.grace_period_seconds,
-            graceful_shutdown_timeout_seconds: raw.server.graceful_shutdown_timeout_seconds,
-            upstream_keepalive_pool_size: raw.server.upstream_keepalive_pool_size,
-        },
+        server,
+        tls,
         caller_limit,
         fan_out_limit,
         limit_store: raw.limits.store,

@@ -56,6 +56,38 @@ pub struct RawGateway {
     pub audit: RawAudit,
     #[serde(default)]
     pub server: RawServer,
+    /// TLS on the MCP listener (unset: plain HTTP, e.g. behind a TLS-terminating balancer).
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// `tls:` certificates of the MCP listener, PEM files relative to this file. Each file is read at
+/// every (re)load; a changed file reloads it, and handshakes in flight keep the old one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The default certificate's chain (leaf first) and its key: the one served when SNI names
+    /// none of the others.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// More certificates, chosen by SNI against each one's DNS names.
+    #[serde(default)]
+    pub more: Vec<RawCertificate>,
+    /// Offer HTTP/2 by ALPN (HTTP/1.1 stays offered).
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One certificate chain and its private key, PEM.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_routes_dir() -> PathBuf {
@@ -421,6 +453,13 @@ pub struct RawServer {
     pub graceful_shutdown_timeout_seconds: u64,
     /// Idle upstream connections kept for reuse.
     pub upstream_keepalive_pool_size: usize,
+    /// Bytes of read buffer each client connection holds below HTTP (Pingora's default is 64 KiB,
+    /// most of an idle connection's memory); 0 reads straight into the HTTP parser's buffer.
+    pub read_buffer_bytes: usize,
+    /// Accept HTTP/2 without TLS by prior knowledge (h2c), for balancers that speak it.
+    pub h2c: bool,
+    /// The Unix socket a new process (`run --upgrade`) takes the listening sockets from.
+    pub upgrade_sock: PathBuf,
 }
 
 impl Default for RawServer {
@@ -430,6 +469,9 @@ impl Default for RawServer {
             grace_period_seconds: 10,
             graceful_shutdown_timeout_seconds: 5,
             upstream_keepalive_pool_size: 128,
+            read_buffer_bytes: 0,
+            h2c: true,
+            upgrade_sock: PathBuf::from("/tmp/mcp-edge-upgrade.sock"),
         }
     }
 }

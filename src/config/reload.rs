@@ -29,13 +29,14 @@ pub struct Reloader {
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let config_name = self.config_path.file_name().map(ToOwned::to_owned);
+        let mut names: Vec<_> = self.config_path.file_name().into_iter().collect();
+        let snapshot = self.live.snapshot();
+        let certs = snapshot.tls.as_ref().map_or(&[][..], |t| &t.files[..]);
+        names.extend(certs.iter().filter_map(|f| f.file_name()));
+        let names: Vec<_> = names.into_iter().map(ToOwned::to_owned).collect();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let relevant = event.is_ok_and(|e| {
-                !e.kind.is_access()
-                    && e.paths
-                        .iter()
-                        .any(|p| is_configuration(p, config_name.as_deref()))
+                !e.kind.is_access() && e.paths.iter().any(|p| is_configuration(p, &names))
             });
             if relevant {
                 let _ = tx.send(());
@@ -88,11 +89,16 @@ impl Reloader {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
+        let snapshot = self.live.snapshot();
+        let certs = snapshot.tls.as_ref().map_or(&[][..], |t| &t.files[..]);
+        let cert_dirs = certs
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf));
         let mut dirs = vec![conf_dir];
-        if let Some(routes) = self.live.snapshot().routes_dir.clone()
-            && !dirs.contains(&routes)
-        {
-            dirs.push(routes);
+        for dir in snapshot.routes_dir.clone().into_iter().chain(cert_dirs) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
         }
         dirs
     }
@@ -139,15 +145,15 @@ impl Reloader {
     }
 }
 
-/// Whether a changed path can change the configuration: the configuration file, a route file
-/// (`*.yaml`, `*.yml`), or a Kubernetes ConfigMap's `..data` link swap. Logs, editors' swap
-/// files and anything else in those directories are not.
-fn is_configuration(path: &Path, config_name: Option<&std::ffi::OsStr>) -> bool {
+/// Whether a changed path can change the configuration: the configuration file or a certificate
+/// file (`names`), a route file (`*.yaml`, `*.yml`), or a Kubernetes ConfigMap's or Secret's
+/// `..data` link swap. Logs, editors' swap files and anything else in those directories are not.
+fn is_configuration(path: &Path, names: &[std::ffi::OsString]) -> bool {
     let Some(name) = path.file_name() else {
         return false;
     };
     let text = name.to_string_lossy();
-    Some(name) == config_name
+    names.iter().any(|n| n == name)
         || text.starts_with("..")
         || matches!(
             path.extension().and_then(|e| e.to_str()),
@@ -166,6 +172,11 @@ fn restart_needed(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'stati
     }
     if old.server != new.server {
         changed.push("server");
+    }
+    if old.tls.is_some() != new.tls.is_some()
+        || old.tls.as_ref().map(|t| t.http2) != new.tls.as_ref().map(|t| t.http2)
+    {
+        changed.push("tls (on or off, http2)");
     }
     if old.session_keys != new.session_keys {
         changed.push("sessions.keys");
@@ -188,18 +199,18 @@ fn restart_needed(old: &config::Snapshot, new: &config::Snapshot) -> Vec<&'stati
 #[cfg(test)]
 mod tests {
     use super::is_configuration;
-    use std::ffi::OsStr;
     use std::path::Path;
 
     #[test]
     fn only_configuration_files_trigger_a_reload() {
-        let conf = Some(OsStr::new("mcp-edge.yaml"));
+        let conf = &["mcp-edge.yaml".into(), "edge.crt".into()];
         for yes in [
             "/c/mcp-edge.yaml",
             "/r/alpha.yaml",
             "/r/beta.yml",
             "/r/..data",
             "/r/..2026_v2",
+            "/etc/tls/edge.crt",
         ] {
             assert!(is_configuration(Path::new(yes), conf), "{yes}");
         }
@@ -209,6 +220,7 @@ mod tests {
             "/r/alpha.yaml~",
             "/r/.alpha.yaml.swp",
             "/r/notes.txt",
+            "/etc/tls/other.crt",
         ] {
             assert!(!is_configuration(Path::new(no), conf), "{no}");
         }

@@ -40,6 +40,8 @@ pub struct Snapshot {
     /// Where instances share ended sessions and used login states (`sessions.store`).
     pub session_store: Option<String>,
     pub server: ServerOptions,
+    /// The MCP listener's certificates (`tls:`), read at this load.
+    pub tls: Option<std::sync::Arc<crate::tls::ServerCerts>>,
     /// The caller-wide bucket, if configured.
     pub caller_limit: Option<Limiter>,
     /// Per caller: requests that fan out to every upstream.
@@ -63,12 +65,15 @@ pub struct Timeouts {
     pub list: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     pub threads: usize,
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
     pub upstream_keepalive_pool_size: usize,
+    pub read_buffer_bytes: usize,
+    pub h2c: bool,
+    pub upgrade_sock: std::path::PathBuf,
 }
 
 /// One upstream MCP server and how the gateway exposes it.

@@ -8,6 +8,7 @@ pub mod modern;
 pub mod oauth;
 pub mod postgres;
 pub mod redis;
+pub mod tls;
 pub mod trail;
 
 use std::io::{BufRead, BufReader};
@@ -32,6 +33,8 @@ pub struct Gateway {
     /// The gateway's configuration file.
     pub config: PathBuf,
     pub dir: tempfile::TempDir,
+    /// The process's stdout lines after the readiness line.
+    lines: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Drop for Gateway {
@@ -63,8 +66,13 @@ impl Gateway {
         std::fs::create_dir_all(&routes).expect("routes dir");
         // The public URL must name the real port (OAuth redirects, metadata), so pick it here.
         let port = free_port();
+        let scheme = if setup.extra.contains("tls:") {
+            "https"
+        } else {
+            "http"
+        };
         let gateway_yaml = format!(
-            "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
+            "listen: 127.0.0.1:{port}\npublic_url: {scheme}://127.0.0.1:{port}\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
              admin:\n  listen: 127.0.0.1:0\n\
              server:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{}\n",
             BODY_CAP, setup.extra
@@ -99,6 +107,39 @@ impl Gateway {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         self.child.wait().expect("wait")
+    }
+
+    /// Polls stdout (the process and any it started) for a line starting with `prefix`.
+    pub async fn wait_line(&self, prefix: &str, secs: u64) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            let line = self
+                .lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_recv();
+            match line {
+                Ok(l) if l.starts_with(prefix) => return Some(l),
+                Ok(_) => {}
+                Err(mpsc::TryRecvError::Empty) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+            }
+        }
+        None
+    }
+
+    /// The exit status once the process has ended (polled for up to `secs`).
+    pub async fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
     }
 
     /// The whole `/metrics` text.
@@ -169,8 +210,8 @@ impl Gateway {
         let admin = line
             .rsplit("admin on ")
             .next()
+            .and_then(|rest| rest.split_whitespace().next())
             .expect("admin url")
-            .trim()
             .to_string();
         let base = url.trim_end_matches("/mcp").to_string();
         Gateway {
@@ -180,6 +221,7 @@ impl Gateway {
             admin,
             config,
             dir,
+            lines: std::sync::Mutex::new(rx),
         }
     }
 }
@@ -301,8 +343,13 @@ impl Raw {
     }
 
     pub async fn open_with(url: &str, bearer: Option<&str>) -> Raw {
+        Raw::open_over(http(), url, bearer).await
+    }
+
+    /// A session over the given client (TLS roots, HTTP versions).
+    pub async fn open_over(client: reqwest::Client, url: &str, bearer: Option<&str>) -> Raw {
         let mut raw = Raw {
-            client: http(),
+            client,
             url: url.to_string(),
             session: None,
             version: "2025-11-25".into(),
