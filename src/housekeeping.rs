@@ -77,12 +77,15 @@ impl Housekeeping {
 /// grace period), so they end with a reconnect hint instead of holding the shutdown.
 pub struct StreamCloser {
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
 impl BackgroundService for StreamCloser {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let _ = shutdown.changed().await;
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.stopping.send_replace(true);
     }
 }

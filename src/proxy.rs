@@ -26,6 +26,13 @@ impl ProxyHttp for McpProxy {
     /// Runs the pipeline, which answers the request completely (`Ok(true)` tells Pingora it is
     /// done).
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self
+            .shared
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            session.set_keepalive(None);
+        }
         pipeline::run(&self.shared, session, ctx).await?;
         Ok(true)
     }

@@ -128,12 +128,14 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>, upgrade: bool) -> a
         "binary upgrade",
         crate::upgrade::OnSignal {
             sock: opts.upgrade_sock.clone(),
+            draining: shared.draining.clone(),
         },
     ));
     server.add_service(background_service(
         "stream closer",
         crate::housekeeping::StreamCloser {
             stopping: shared.stopping.clone(),
+            draining: shared.draining.clone(),
         },
     ));
     if let Some(config_path) = config_path {

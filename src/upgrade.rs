@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Set for the new process: the pid of the process it takes over from.
@@ -22,6 +24,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct OnSignal {
     pub sock: PathBuf,
+    /// Set once the sockets are handed over (see `Shared::draining`).
+    pub draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -40,6 +44,7 @@ impl BackgroundService for OnSignal {
                 _ = shutdown.changed() => return,
                 Some(()) = usr2.recv() => {
                     if hand_over(&self.sock).await {
+                        self.draining.store(true, Ordering::Relaxed);
                         return;
                     }
                 }

@@ -46,6 +46,9 @@ pub struct Shared {
     pub held: super::held::HeldCalls,
     /// Set when the process begins to stop: open event streams end (clients reconnect elsewhere).
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set when this process hands over or stops: every answer then closes its connection, so
+    /// no client sends on a keep-alive connection the drain is about to drop.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
     pub catalog: Catalog,
 }
 
@@ -104,6 +107,7 @@ impl Shared {
             approvals: Approvals::default(),
             held: Default::default(),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            draining: Arc::default(),
             catalog: Catalog::default(),
         })
     }
