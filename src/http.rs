@@ -4,7 +4,7 @@
 use crate::error::{Cause, GatewayError};
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 pub type Headers<'h> = &'h [(&'static str, &'h str)];
 
@@ -32,15 +32,16 @@ pub async fn json(
 ) -> pingora::Result<()> {
     let mut h = response_header(status, Some("application/json"), extra)?;
     h.insert_header("content-length", body.len())?;
-    s.write_response_header(h, false).await?;
-    s.write_response_body(Some(Bytes::from(body)), true).await
+    s.write_response_header(h).await?;
+    s.write_response_body(Bytes::from(body), true).await
 }
 
 /// A status with no body (202 for notifications, 200 for DELETE, 405 …).
 pub async fn empty(s: &mut Session, status: u16, extra: Headers<'_>) -> pingora::Result<()> {
     let mut h = response_header(status, None, extra)?;
     h.insert_header("content-length", "0")?;
-    s.write_response_header(h, true).await
+    s.write_response_header(h).await?;
+    s.write_response_body(Bytes::new(), true).await
 }
 
 /// The rendering of every refusal and failure.
@@ -54,7 +55,7 @@ pub async fn error(s: &mut Session, e: &GatewayError) -> pingora::Result<()> {
 pub async fn sse_start(s: &mut Session, extra: Headers<'_>) -> pingora::Result<()> {
     let mut h = response_header(200, Some("text/event-stream"), extra)?;
     h.insert_header("cache-control", "no-cache")?;
-    s.write_response_header(h, false).await
+    s.write_response_header(h).await
 }
 
 pub fn header<'s>(s: &'s Session, name: &str) -> Option<&'s str> {

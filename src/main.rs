@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc: glibc's malloc was 14% of the gateway's CPU under load (bench/RESULTS.md).
+/// `--features system-alloc` keeps the system allocator, for heap profilers (massif, heaptrack).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -38,7 +38,7 @@ use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::policy::Caller;
 use approval::Approval;
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub async fn run(sh: &Arc<Shared>, s: &mut Session, ctx: &mut Ctx) -> pingora::R
     let path = s.req_header().uri.path();
     ctx.door = transport::door(path, &snap);
     if ctx.door == Door::Other {
-        return local(sh, s, ctx, &snap).await;
+        return Box::pin(local(sh, s, ctx, &snap)).await;
     }
     let result = mcp(sh, s, ctx, &snap).await;
     match result {
@@ -107,7 +107,7 @@ async fn mcp(
     snap: &Arc<Snapshot>,
 ) -> Result<(), GatewayError> {
     transport::check_origin(s, snap)?;
-    let caller = authenticate(sh, s, snap).await?;
+    let caller = Box::pin(authenticate(sh, s, snap)).await?;
     ctx.caller = Some(caller.clone());
     // Room for this request's audit record before anything is decided for this caller: once
     // accepted, its record is never lost. Unauthenticated refusals take no room (they are
@@ -132,11 +132,11 @@ async fn mcp(
         ("POST", _) => {}
         ("GET", None) => {
             ctx.method = "GET";
-            return listen::serve(sh, s, snap, &caller).await;
+            return Box::pin(listen::serve(sh, s, snap, &caller)).await;
         }
         ("DELETE", None) => {
             ctx.method = "DELETE";
-            return session::delete(sh, s, snap, &caller).await;
+            return Box::pin(session::delete(sh, s, snap, &caller)).await;
         }
         ("GET" | "DELETE", Some(route)) => {
             ctx.method = if s.req_header().method == "GET" {
@@ -144,12 +144,23 @@ async fn mcp(
             } else {
                 "DELETE"
             };
-            return passthrough::relay(sh, s, ctx, &caller, route, Bytes::new(), None).await;
+            return Box::pin(passthrough::relay(
+                sh,
+                s,
+                ctx,
+                &caller,
+                route,
+                Bytes::new(),
+                None,
+            ))
+            .await;
         }
         _ => return Err(Cause::MethodNotAllowed.into()),
     }
     transport::check_post_headers(s)?;
-    let body = http::read_body(s, snap.max_body_bytes).await?.freeze();
+    let body = Box::pin(http::read_body(s, snap.max_body_bytes))
+        .await?
+        .freeze();
     let (msg, kind) = Message::parse(&body)?;
     // On a per-server door the upstream checks its own revision's contract and version.
     let modern = server.is_none()
@@ -166,21 +177,34 @@ async fn mcp(
         ctx.body = Some(body.clone());
     }
     if let Some(route) = server {
-        return through_server(sh, s, ctx, snap, &caller, route, &msg, kind, &body).await;
+        return Box::pin(through_server(
+            sh, s, ctx, snap, &caller, route, &msg, kind, &body,
+        ))
+        .await;
     }
-    session::classify(sh, s, ctx, &caller, modern, header_version, &msg, kind).await?;
+    Box::pin(session::classify(
+        sh,
+        s,
+        ctx,
+        &caller,
+        modern,
+        header_version,
+        &msg,
+        kind,
+    ))
+    .await?;
     let id = msg.id.unwrap_or(RawValue::NULL);
     if modern && stateless::removed(&method) {
         return Err(Cause::UnknownMethod(method.to_string()).to(id));
     }
     match kind {
         Kind::Notification => {
-            notify::notification(sh, ctx, snap, &caller, &msg, &method).await;
+            Box::pin(notify::notification(sh, ctx, snap, &caller, &msg, &method)).await;
             http::empty(s, 202, &[]).await.ok();
             return Ok(());
         }
         Kind::Response => {
-            notify::client_response(sh, ctx, snap, &caller, &msg).await?;
+            Box::pin(notify::client_response(sh, ctx, snap, &caller, &msg)).await?;
             http::empty(s, 202, &[]).await.ok();
             return Ok(());
         }
@@ -201,21 +225,26 @@ async fn mcp(
             .map_err(|c| c.to(id))?;
     }
     let result = match method.as_ref() {
-        "initialize" => return initialize::open(sh, s, ctx, snap, &caller, &msg, id).await,
+        "initialize" => {
+            return Box::pin(initialize::open(sh, s, ctx, snap, &caller, &msg, id)).await;
+        }
         "server/discover" => initialize::discover_result(),
         "ping" => jsonrpc::to_raw(&serde_json::json!({})),
         "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
-            lists::merged(sh, ctx, snap, &caller, &msg, &method, id).await?
+            Box::pin(lists::merged(sh, ctx, snap, &caller, &msg, &method, id)).await?
         }
         "logging/setLevel" => {
-            notify::broadcast_request(sh, ctx, snap, &caller, &msg, &method).await;
+            Box::pin(notify::broadcast_request(
+                sh, ctx, snap, &caller, &msg, &method,
+            ))
+            .await;
             jsonrpc::to_raw(&serde_json::json!({}))
         }
         "subscriptions/listen" if modern => {
-            return subscriptions::listen(sh, s, ctx, snap, &caller, &msg, id).await;
+            return Box::pin(subscriptions::listen(sh, s, ctx, snap, &caller, &msg, id)).await;
         }
         m if route::is_routed(m) => {
-            return call(sh, s, ctx, snap, &caller, &msg, &method, None).await;
+            return Box::pin(call(sh, s, ctx, snap, &caller, &msg, &method, None)).await;
         }
         _ if modern => return Err(Cause::UnknownMethod(method.to_string()).to(id)),
         _ => return Err(Cause::MethodNotFound(method.to_string()).to(id)),

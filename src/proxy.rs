@@ -1,52 +1,71 @@
-//! The one `ProxyHttp` implementation. Every MCP exchange is answered from `request_filter`:
-//! the body must be read (routing needs the tool name), rewritten (ids, names) and the answer
-//! re-identified, so upstream traffic goes through Pingora's pooled connector from there rather
-//! than through the proxy phase, whose body replay stops at 64 KiB.
+//! The MCP listener's HTTP application, on Pingora's HTTP server sessions (HTTP/1.1, h2 by ALPN,
+//! h2c). Every request is answered by the pipeline: an MCP body must be read (routing needs the
+//! tool name) and rewritten, and upstream traffic goes through Pingora's pooled connector from
+//! there. Pingora's proxy state machine (`pingora-proxy`) is not used: the gateway never reaches
+//! its proxy phases, and its per-request future held ~14 KB for every open connection
+//! (bench/CONNECTIONS.md).
 
 use crate::ctx::Ctx;
 use crate::pipeline::{self, Shared};
 use async_trait::async_trait;
-use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-pub struct McpProxy {
+pub struct Edge {
     pub shared: Arc<Shared>,
+    pub options: HttpServerOptions,
 }
 
 #[async_trait]
-impl ProxyHttp for McpProxy {
-    type CTX = Ctx;
-
-    /// Runs first for each request: pins one snapshot for the whole request.
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new(self.shared.live.snapshot())
-    }
-
-    /// Runs the pipeline, which answers the request completely (`Ok(true)` tells Pingora it is
-    /// done).
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if self
-            .shared
-            .draining
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+impl HttpServerApp for Edge {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let mut stopping = shutdown.clone();
+        // A request already on the wire is served; an idle connection ends with the process.
+        let read = tokio::select! {
+            biased;
+            read = session.read_request() => read,
+            _ = stopping.wait_for(|s| *s) => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype, pingora::ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                return None;
+            }
+        }
+        // Stopping or handing over: this answer closes its connection (see `Shared::draining`).
+        if *shutdown.borrow() || self.shared.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
         }
-        pipeline::run(&self.shared, session, ctx).await?;
-        Ok(true)
+        // One snapshot for the whole request.
+        let mut ctx = Ctx::new(self.shared.live.snapshot());
+        let result = pipeline::run(&self.shared, &mut session, &mut ctx).await;
+        // The one place metrics and the audit record are emitted.
+        pipeline::finish(&self.shared, &session, result.is_err(), &mut ctx);
+        if result.is_err() {
+            if session.response_written().is_none() {
+                let _ = session.respond_error(500).await;
+            }
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(_) => None,
+        }
     }
 
-    /// Never reached: `request_filter` answers every request.
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Error::e_explain(
-            ErrorType::InternalError,
-            "mcp-edge answers every request in request_filter",
-        )
-    }
-
-    /// Runs last for every request: the one place metrics and the audit record are emitted.
-    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut Ctx) {
-        pipeline::finish(&self.shared, session, error.is_some(), ctx);
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
     }
 }

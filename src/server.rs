@@ -7,7 +7,7 @@ use crate::config::Snapshot;
 use crate::config::reload::Reloader;
 use crate::housekeeping::Housekeeping;
 use crate::pipeline::Shared;
-use crate::proxy::McpProxy;
+use crate::proxy::Edge;
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::ListenerConfig;
@@ -71,18 +71,15 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>, upgrade: bool) -> a
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shared = Arc::new(Shared::new(snapshot).map_err(|e| anyhow::anyhow!("{e}"))?);
 
-    let mut mcp = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        McpProxy {
+    let mut options = HttpServerOptions::default();
+    options.h2c = opts.h2c;
+    let mut mcp = Service::new(
+        "mcp-edge".into(),
+        Edge {
             shared: shared.clone(),
+            options,
         },
-        "mcp-edge",
     );
-    if let Some(proxy) = mcp.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = opts.h2c;
-        proxy.server_options = Some(options);
-    }
     let buffers = L4BufferSettings::new(opts.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE);
     let mut listener = ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers);
     if let Some(first) = tls {

@@ -43,3 +43,123 @@ pub fn with_children(pid: u32) -> Vec<u32> {
     }
     vec![pid]
 }
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts a program and waits for the line that starts with `ready`, returning the rest.
+pub fn start(cmd: &mut Command, ready: &str) -> Result<(Proc, String)> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let out = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(out).lines();
+    let proc_ = Proc(child);
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some(rest) = line.strip_prefix(ready) {
+            std::thread::spawn(move || for _ in lines {});
+            return Ok((proc_, rest.trim().to_string()));
+        }
+    }
+    bail!("{cmd:?} ended before it was ready")
+}
+
+pub fn spawn_upstream(me: &Path, mode: &str) -> Result<(Proc, String)> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    start(Command::new(me).args(["upstream", &addr, mode]), "ready")
+}
+
+pub fn spawn_gateway(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    extra: &str,
+    routes: &[(String, String, &str)],
+) -> Result<(Proc, String)> {
+    let conf = dir.join(name);
+    std::fs::create_dir_all(conf.join("routes"))?;
+    let port = free_port()?;
+    std::fs::write(
+        conf.join("mcp-edge.yaml"),
+        format!(
+            "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nroutes_dir: routes\nadmin: {{ listen: 127.0.0.1:0 }}\n{}{extra}",
+            // `extra` may bring its own server section.
+            if extra.contains("server:") {
+                ""
+            } else {
+                "server: { threads: 2, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1 }\n"
+            }
+        ),
+    )?;
+    for (route, url, more) in routes {
+        std::fs::write(
+            conf.join("routes").join(format!("{route}.yaml")),
+            format!("name: {route}\nupstream:\n  url: {url}\n{more}\n"),
+        )?;
+    }
+    let mut cmd = Command::new(bin);
+    cmd.args(["run", "--config"])
+        .arg(conf.join("mcp-edge.yaml"))
+        .env("RUST_LOG", "error");
+    let (p, line) = start(&mut cmd, "mcp-edge listening on")?;
+    let url = line.split_whitespace().next().context("url")?.to_string();
+    Ok((p, url))
+}
+
+pub fn spawn_nginx(dir: &Path, upstream: &str) -> Result<(Proc, String)> {
+    let port = free_port()?;
+    let up = upstream
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp");
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process on; worker_processes 2; user root; pid {d}/nginx.pid; error_log {d}/nginx-error.log;\n\
+             worker_rlimit_nofile 20000; events {{ worker_connections 16384; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+               upstream up {{ server {up}; keepalive 256; }}\n\
+               server {{ listen 127.0.0.1:{port}; client_max_body_size 16m;\n\
+                 location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_set_header Host 127.0.0.1;\n\
+                   proxy_buffering off; proxy_request_buffering off; }} }} }}\n"
+        ),
+    )?;
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("nginx is not installed (apt-get install nginx)")?;
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let p = Proc(child);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((p, format!("http://127.0.0.1:{port}/mcp")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nginx did not start")
+}

@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -286,9 +286,8 @@ impl OAuthFront {
         for (k, v) in &reply.headers {
             h.append_header(*k, v.as_str())?;
         }
-        s.write_response_header(Box::new(h), false).await?;
-        s.write_response_body(Some(Bytes::from(reply.body)), true)
-            .await
+        s.write_response_header(Box::new(h)).await?;
+        s.write_response_body(Bytes::from(reply.body), true).await
     }
 
     /// RFC 8414 metadata naming the gateway's own endpoints.

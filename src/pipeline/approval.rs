@@ -15,7 +15,7 @@ use crate::error::{Cause, GatewayError};
 use crate::http;
 use crate::mcp::{jsonrpc, sse};
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -164,13 +164,11 @@ pub async fn approve(
         &jsonrpc::request(&ask_id, "elicitation/create", Some(&params)),
     );
     let sent = http::sse_start(s, &[]).await.is_ok()
-        && s.write_response_body(Some(Bytes::from(out)), false)
-            .await
-            .is_ok();
+        && s.write_response_body(Bytes::from(out), false).await.is_ok();
     let answer = if sent {
         tokio::select! {
             a = tokio::time::timeout(APPROVAL_TIMEOUT, rx) => a.ok().and_then(Result::ok),
-            _ = s.as_downstream_mut().read_body_or_idle(true) => None,
+            _ = s.read_body_or_idle(true) => None,
         }
     } else {
         None
@@ -186,7 +184,7 @@ pub async fn approve(
     let e = Cause::NotApproved(format!("tool `{exposed}` was not run: {why}")).to(id);
     let mut out = Vec::new();
     sse::write_event(&mut out, &e.body());
-    let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+    let _ = s.write_response_body(Bytes::from(out), true).await;
     Approval::Ended
 }
 

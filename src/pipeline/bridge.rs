@@ -14,7 +14,7 @@ use crate::http;
 use crate::mcp::jsonrpc::{self, RawParams};
 use crate::mcp::sse;
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -110,10 +110,7 @@ pub async fn ask(
     }
     let started = *streaming || http::sse_start(s, &[]).await.is_ok();
     *streaming = started;
-    let sent = started
-        && s.write_response_body(Some(Bytes::from(out)), false)
-            .await
-            .is_ok();
+    let sent = started && s.write_response_body(Bytes::from(out), false).await.is_ok();
     let mut responses = Map::new();
     let mut missing = !sent;
     for (key, n, rx) in &mut waiting {
@@ -122,7 +119,7 @@ pub async fn ask(
         }
         let answer = tokio::select! {
             a = tokio::time::timeout(APPROVAL_TIMEOUT, rx) => a.ok().and_then(Result::ok),
-            _ = s.as_downstream_mut().read_body_or_idle(true) => None,
+            _ = s.read_body_or_idle(true) => None,
         };
         approval::forget(sh, [*n]);
         match answer {

@@ -21,7 +21,7 @@ use crate::policy::Caller;
 use crate::upstream::{Exchange, Outgoing, UpstreamError};
 use answers::{answer_json, bad_status, refused};
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -172,7 +172,7 @@ pub async fn call(
             ctx.outcome = Some(e.outcome());
             let mut out = Vec::new();
             sse::write_event(&mut out, &e.body());
-            let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+            let _ = s.write_response_body(Bytes::from(out), true).await;
             Ok(())
         }
         Err(e) => Err(e),
@@ -370,7 +370,7 @@ async fn relay_stream(
     };
     let mut out = Vec::new();
     sse::write_event(&mut out, &answer);
-    let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+    let _ = s.write_response_body(Bytes::from(out), true).await;
     Step::Done(outcome)
 }
 
@@ -394,7 +394,7 @@ async fn stream(
     loop {
         let next = tokio::select! {
             r = tokio::time::timeout_at(deadline, ex.chunk()) => r,
-            _ = s.as_downstream_mut().read_body_or_idle(true) => {
+            _ = s.read_body_or_idle(true) => {
                 log::debug!("client left during a call to {}; cancelling upstream", route.name);
                 cancel(sh, route, link, rw.upstream_id).await;
                 return Step::Done(Outcome::Cancelled);
@@ -419,7 +419,7 @@ async fn stream(
                 }
                 if fin == Some(Ending::ServerRequest) {
                     if !out.is_empty() {
-                        let _ = s.write_response_body(Some(Bytes::from(out)), false).await;
+                        let _ = s.write_response_body(Bytes::from(out), false).await;
                     }
                     let request = data.into_owned();
                     return Step::Asks { request, reader };
@@ -434,7 +434,7 @@ async fn stream(
         if let Some(result) = input {
             // The round is the gateway's to drive: the stream stays open for it.
             if !out.is_empty() {
-                let _ = s.write_response_body(Some(Bytes::from(out)), false).await;
+                let _ = s.write_response_body(Bytes::from(out), false).await;
             }
             return Step::Input {
                 result,
@@ -459,7 +459,7 @@ async fn stream(
             cancel(sh, route, link, rw.upstream_id).await;
         }
         if (!out.is_empty() || done.is_some())
-            && s.write_response_body(Some(Bytes::from(out)), done.is_some())
+            && s.write_response_body(Bytes::from(out), done.is_some())
                 .await
                 .is_err()
         {

@@ -13,7 +13,7 @@ use crate::mcp::jsonrpc::{self, Message};
 use crate::mcp::session::{SessionState, now_secs};
 use crate::policy::Caller;
 use crate::upstream::{self, UpstreamError};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use rmcp::model::{DiscoverResult, Implementation, ProtocolVersion, ServerCapabilities};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};

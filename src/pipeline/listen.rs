@@ -9,7 +9,7 @@ use crate::http;
 use crate::mcp::{jsonrpc, sse};
 use crate::policy::Caller;
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use std::time::Duration;
 
 /// An SSE comment this often keeps idle intermediaries from closing the stream.
@@ -68,7 +68,7 @@ pub async fn serve(
             () = async { let _ = stopping.wait_for(|s| *s).await; } => {
                 // The process is stopping: reconnect in a second (to another instance, or
                 // to the upgraded process).
-                let _ = s.write_response_body(Some(Bytes::from_static(b"retry: 1000\n\n")), true).await;
+                let _ = s.write_response_body(Bytes::from_static(b"retry: 1000\n\n"), true).await;
                 return Ok(());
             }
             changed = generation.changed() => {
@@ -91,9 +91,9 @@ pub async fn serve(
                 out
             }
             _ = keepalive.tick() => b": keepalive\n\n".to_vec(),
-            _ = s.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            _ = s.read_body_or_idle(true) => return Ok(()),
         };
-        if s.write_response_body(Some(Bytes::from(out)), false)
+        if s.write_response_body(Bytes::from(out), false)
             .await
             .is_err()
         {

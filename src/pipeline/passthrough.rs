@@ -15,7 +15,7 @@ use crate::mcp::{era, sse};
 use crate::policy::{Caller, Decision};
 use crate::upstream::{Exchange, Outgoing};
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::Value;
 
 /// Client headers the upstream needs to see.
@@ -120,8 +120,8 @@ pub async fn relay(
             let _ = h.insert_header(*k, *v);
         }
         let _ = h.insert_header("content-length", answer.len());
-        if s.write_response_header(Box::new(h), false).await.is_ok() {
-            let _ = s.write_response_body(Some(Bytes::from(answer)), true).await;
+        if s.write_response_header(Box::new(h)).await.is_ok() {
+            let _ = s.write_response_body(Bytes::from(answer), true).await;
         }
         return Ok(());
     }
@@ -130,7 +130,7 @@ pub async fn relay(
     for (k, v) in &headers {
         let _ = h.insert_header(*k, *v);
     }
-    if s.write_response_header(Box::new(h), false).await.is_err() {
+    if s.write_response_header(Box::new(h)).await.is_err() {
         return Ok(());
     }
     let mut events = fitted.as_ref().map(|_| sse::Reader::default());
@@ -142,7 +142,7 @@ pub async fn relay(
                     None => ex.chunk().await,
                 }
             } => r,
-            _ = s.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            _ = s.read_body_or_idle(true) => return Ok(()),
         };
         match next {
             Ok(Some(chunk)) => {
@@ -158,7 +158,7 @@ pub async fn relay(
                     }
                     _ => chunk,
                 };
-                if s.write_response_body(Some(chunk), false).await.is_err() {
+                if s.write_response_body(chunk, false).await.is_err() {
                     return Ok(());
                 }
             }
@@ -166,7 +166,7 @@ pub async fn relay(
         }
     }
     ctx.upstream_time = Some(started.elapsed());
-    let _ = s.write_response_body(None, true).await;
+    let _ = s.write_response_body(Bytes::new(), true).await;
     ex.finish(&sh.upstreams.connector, &route.upstream).await;
     Ok(())
 }

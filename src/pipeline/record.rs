@@ -4,7 +4,7 @@
 use super::Shared;
 use crate::audit::Pending;
 use crate::ctx::{Ctx, Outcome};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 pub fn finish(sh: &Shared, session: &Session, failed: bool, ctx: &mut Ctx) {
     let outcome = match (ctx.outcome, failed) {

@@ -17,7 +17,7 @@ use crate::mcp::jsonrpc::{Kind, Message};
 use crate::mcp::session::{SessionState, UpstreamSession, now_secs};
 use crate::policy::Caller;
 use crate::upstream::{self, Outgoing};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use std::sync::Arc;
 
 /// Opened session ids kept at most: a few MiB for the busiest sessions, so idle ones cost nothing.

@@ -9,7 +9,7 @@ use crate::error::{Cause, GatewayError};
 use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
 use crate::mcp::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, STATELESS_VERSION};
 use crate::mcp::{headers, params};
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;

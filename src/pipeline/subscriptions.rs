@@ -17,7 +17,7 @@ use crate::mcp::sse;
 use crate::policy::Caller;
 use crate::upstream::{Exchange, Outgoing};
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -115,7 +115,7 @@ pub async fn listen(
         &jsonrpc::notification("notifications/subscriptions/acknowledged", Some(&ack)),
     );
     if http::sse_start(s, &[]).await.is_err()
-        || s.write_response_body(Some(Bytes::from(out)), false)
+        || s.write_response_body(Bytes::from(out), false)
             .await
             .is_err()
     {
@@ -138,7 +138,7 @@ pub async fn listen(
                     "_meta": {"io.modelcontextprotocol/subscriptionId": id},
                 });
                 sse::write_event(&mut out, &jsonrpc::success(id, &end));
-                let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+                let _ = s.write_response_body(Bytes::from(out), true).await;
                 return Ok(());
             }
             changed = generation.changed() => {
@@ -162,12 +162,12 @@ pub async fn listen(
                 }
             }
             _ = keepalive.tick() => out.extend_from_slice(b": keepalive\n\n"),
-            _ = s.as_downstream_mut().read_body_or_idle(true) => return Ok(()),
+            _ = s.read_body_or_idle(true) => return Ok(()),
         }
         if out.is_empty() {
             continue;
         }
-        if s.write_response_body(Some(Bytes::from(out)), false)
+        if s.write_response_body(Bytes::from(out), false)
             .await
             .is_err()
         {

@@ -8,7 +8,7 @@ use crate::error::{Cause, GatewayError};
 use crate::http::header;
 
 use crate::mcp;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 /// Which door `path` is: the merged endpoint, a visible-or-not route's per-server endpoint, or
 /// none of them.

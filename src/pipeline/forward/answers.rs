@@ -12,7 +12,7 @@ use crate::pipeline::Shared;
 use crate::pipeline::link;
 use crate::upstream::Exchange;
 use bytes::Bytes;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
@@ -66,7 +66,7 @@ pub(super) async fn answer_json(
     for message in before.iter().chain(std::iter::once(&answer)) {
         sse::write_event(&mut out, message);
     }
-    let _ = s.write_response_body(Some(Bytes::from(out)), true).await;
+    let _ = s.write_response_body(Bytes::from(out), true).await;
     Ok(Step::Done(outcome_of(ending)))
 }
 
