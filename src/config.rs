@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod live;
+mod oauth_profile;
 pub mod raw;
 pub mod reload;
 mod security;

@@ -115,6 +115,14 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>, upgrade: bool) -> a
         },
     ));
     server.add_service(background_service(
+        "idp discovery",
+        crate::auth::oauth::discovery::DiscoveryRefresher {
+            live: shared.live.clone(),
+            client: shared.upstreams.clone(),
+            slot: shared.oauth.discovered.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "housekeeping",
         Housekeeping {
             live: shared.live.clone(),

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use mcp_edge::config::snapshot::IdpEndpoints;
 use mcp_edge::config::{self, Source};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -309,13 +310,10 @@ fn oauth_profiles_are_built_in_and_a_file_beside_the_config_overrides_one() {
     };
     // No `oauth-profiles/` beside the configuration: the built-in profile serves.
     let snap = check(config("entra")).unwrap_or_else(|e| panic!("{e}"));
-    let oauth = snap.oauth.as_ref().expect("oauth proxy");
+    let authorize = authorize_url(&snap);
     assert!(
-        oauth
-            .authorize_url
-            .contains("login.microsoftonline.com/contoso/"),
-        "{}",
-        oauth.authorize_url
+        authorize.contains("login.microsoftonline.com/contoso/"),
+        "{authorize}"
     );
     // An unknown name says which are built in.
     let err = check(config("nosuch"))
@@ -333,14 +331,29 @@ fn oauth_profiles_are_built_in_and_a_file_beside_the_config_overrides_one() {
     )
     .expect("write");
     let snap = check(config("entra")).unwrap_or_else(|e| panic!("{e}"));
-    let oauth = snap.oauth.as_ref().expect("oauth proxy");
+    let authorize = authorize_url(&snap);
     assert!(
-        oauth
-            .authorize_url
-            .starts_with("https://idp.internal/contoso/"),
-        "{}",
-        oauth.authorize_url
+        authorize.starts_with("https://idp.internal/contoso/"),
+        "{authorize}"
     );
+    // The generic profile names no endpoints: they come from the issuer's discovery document.
+    let snap =
+        check(config("generic").replace("tenant: contoso", "issuer: 'https://idp.example/'"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    match &snap.oauth.as_ref().expect("oauth proxy").endpoints {
+        IdpEndpoints::Discovered(document) => assert_eq!(
+            document.url,
+            "https://idp.example/.well-known/openid-configuration"
+        ),
+        IdpEndpoints::Fixed(e) => panic!("generic named endpoints: {}", e.authorize_url),
+    }
+}
+
+fn authorize_url(snap: &config::Snapshot) -> String {
+    match &snap.oauth.as_ref().expect("oauth proxy").endpoints {
+        IdpEndpoints::Fixed(e) => e.authorize_url.clone(),
+        IdpEndpoints::Discovered(_) => panic!("the profile names its endpoints"),
+    }
 }
 
 #[test]

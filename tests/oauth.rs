@@ -276,3 +276,89 @@ async fn client_id_metadata_documents_are_fetched_and_need_consent() {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("CIMD Client"));
 }
+
+/// The built-in generic profile names no endpoints: the gateway reads them from the IdP's
+/// discovery document, with no `oauth-profiles/` beside its configuration, and a login works.
+#[tokio::test]
+async fn the_generic_profile_reads_the_idps_endpoints_from_its_discovery_document() {
+    let idp = common::idp::Idp::start(false).await;
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), CLIENT_SECRET).unwrap();
+    let config = format!(
+        "auth:\n  mode: jwt\n  issuer: {u}\n  scopes_supported: [mcp:read]\n\
+         oauth_proxy:\n  profile: generic\n  vars: {{ issuer: '{u}' }}\n  client_id: {CLIENT_ID}\n  client_secret: ${{file:{s}}}\n",
+        u = idp.url,
+        s = secret.path().display(),
+    );
+    let gw = Gateway::start_with(
+        Setup {
+            routes: vec![("alpha", alpha.url.clone(), "")],
+            extra: &config,
+        },
+        |conf| assert!(!conf.join("oauth-profiles").exists()),
+    );
+    idp.issue_as(
+        &gw.url,
+        json!({"sub": "alice", "scope": "mcp:read"}),
+        &format!("{}/oauth/callback", gw.base),
+    );
+    let web = no_redirects();
+    // The token endpoint answers 503 until the document is read, then refuses the empty form.
+    let mut status = 503;
+    for _ in 0..100 {
+        status = web
+            .post(format!("{}/oauth/token", gw.base))
+            .form(&[("grant_type", "none")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 400, "the discovery document was read");
+
+    let client_id = register(&web, &gw, REDIRECT).await;
+    let (to_idp, flow) = consent(&web, &gw, &client_id, &[("resource", &gw.url)]).await;
+    assert!(
+        to_idp.starts_with(&format!("{}/authorize?", idp.url)),
+        "the discovered authorization_endpoint: {to_idp}"
+    );
+    assert_eq!(
+        query(&to_idp)["resource"],
+        gw.url,
+        "generic passes resource"
+    );
+    let callback = through_idp(&web, &to_idp).await;
+    let to_client = web
+        .get(&callback)
+        .header("cookie", &flow)
+        .send()
+        .await
+        .unwrap();
+    let code = query(to_client.headers()["location"].to_str().unwrap())["code"].clone();
+    let granted = web
+        .post(format!("{}/oauth/token", gw.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 200, "the discovered token_endpoint");
+    let tokens: Value = granted.json().await.unwrap();
+    let raw = Raw::open_with(&gw.url, tokens["access_token"].as_str()).await;
+    let (_, v) = raw.rpc(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"discovered"}}}"#).await;
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        json!("alpha: discovered")
+    );
+}

@@ -21,9 +21,9 @@ const ON_DEMAND_EVERY: Duration = Duration::from_secs(30);
 /// How long a request waits for an on-demand fetch.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(3);
 /// How long the IdP has to answer a document fetch.
-const DOC_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const DOC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retry delay after a failed fetch.
-const RETRY: Duration = Duration::from_secs(5);
+pub(super) const RETRY: Duration = Duration::from_secs(5);
 
 struct Key {
     kid: Option<String>,

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 mod clients;
 mod consent;
+pub mod discovery;
 mod idp;
 
 use clients::CIMD_CACHE_CAP;
@@ -224,6 +225,15 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The answer while the IdP's discovery document has not been read.
+fn idp_unknown() -> Reply {
+    Reply::error(
+        503,
+        "temporarily_unavailable",
+        "the identity provider's endpoints are not known yet; try again shortly",
+    )
+}
+
 fn client_key(client_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(client_id.as_bytes())[..12])
 }
@@ -238,6 +248,8 @@ pub struct OAuthFront {
     documents: Bounded<String, Client>,
     /// Where instances share used login states (`sessions.store`).
     store: Option<Arc<Redis>>,
+    /// The IdP's endpoints as its discovery document last said (profiles that name none).
+    pub discovered: discovery::Slot,
 }
 
 /// Login states remembered at most (each for the length of a login).
@@ -251,6 +263,7 @@ impl OAuthFront {
             used_states: Bounded::new(USED_CAP),
             documents: Bounded::new(CIMD_CACHE_CAP),
             store,
+            discovered: Default::default(),
         }
     }
 
@@ -376,6 +389,9 @@ impl OAuthFront {
     /// browser's flow cookie (set here) sealed into the state. Only here, after consent, is the
     /// client's `prompt` (`none` included) passed on.
     fn to_idp(&self, s: &Session, snap: &Snapshot, oauth: &OAuthProxy, req: Request) -> Reply {
+        let Some(idp) = discovery::current(&self.discovered, oauth) else {
+            return idp_unknown();
+        };
         let browser = cookie_value(s, FLOW_COOKIE)
             .filter(|v| v.len() == 22 && URL_SAFE_NO_PAD.decode(v).is_ok())
             .map_or_else(
@@ -412,7 +428,7 @@ impl OAuthFront {
         {
             params.push(("prompt", p));
         }
-        Reply::redirect(with_query(&oauth.authorize_url, &params)).cookie(set_cookie(
+        Reply::redirect(with_query(&idp.authorize_url, &params)).cookie(set_cookie(
             FLOW_COOKIE,
             &flight.browser,
             FLOW_SECS,

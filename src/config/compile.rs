@@ -3,6 +3,7 @@
 
 mod listener;
 mod upstream;
+mod upstream_tls;
 
 pub(super) use upstream::compile_upstream;
 pub use upstream::offline;
@@ -245,7 +246,7 @@ fn compile_parsed(
     let audit = security::compile_audit(raw.audit, base, &mut errs);
     let oauth = raw
         .oauth_proxy
-        .and_then(|o| security::compile_oauth(o, base, &mut errs));
+        .and_then(|o| super::oauth_profile::compile_oauth(o, base, &mut errs));
     if oauth_without_jwt {
         errs.push(
             "oauth_proxy",
@@ -439,7 +440,17 @@ fn compile_route(
         errs.push("upstream.timeout", "must be greater than zero");
     }
     let upstream = match compile_upstream(&raw.upstream.url) {
-        Ok(u) => Some(u),
+        Ok(mut u) => {
+            if let Some(tls) = &raw.upstream.tls {
+                let scope = security::Scope::Route {
+                    name: &raw.name,
+                    secrets_dir,
+                };
+                let own = secrets_dir.map(|d| d.join(&raw.name));
+                upstream_tls::apply(tls, &mut u, scope, own.as_deref(), errs);
+            }
+            Some(u)
+        }
         Err(msg) => {
             errs.push("upstream.url", msg);
             None

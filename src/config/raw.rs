@@ -415,8 +415,14 @@ pub struct RawOAuthProfile {
     pub name: String,
     /// URLs, with `{var}` placeholders filled from `oauth_proxy.vars`.
     pub issuer: String,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// Without endpoints: read them from the issuer's OpenID Connect discovery document, at
+    /// load and every `auth.jwks_refresh`.
+    #[serde(default)]
+    pub discovery: bool,
     pub resource: ResourceMode,
     /// The parameter name used by `resource: audience` (default `audience`).
     #[serde(default)]

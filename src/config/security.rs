@@ -1,14 +1,10 @@
-//! Compiling the security settings: caller authentication, the OAuth proxy and its IdP profile,
-//! identity toward upstreams, route policy, and `${env:…}`/`${file:…}` secrets.
+//! Compiling the security settings: caller authentication, identity toward upstreams, route
+//! policy, and `${env:…}`/`${file:…}` secrets.
 
-use super::compile::{Errors, compile_upstream, parse_file};
-use super::raw::{
-    Fsync, RawAudit, RawAuth, RawAuthMode, RawIdentitySettings, RawOAuthProfile, RawOAuthProxy,
-    RawRoute, ResourceMode,
-};
+use super::compile::{Errors, compile_upstream};
+use super::raw::{Fsync, RawAudit, RawAuth, RawAuthMode, RawIdentitySettings, RawRoute};
 use super::snapshot::{
-    AuditSettings, AuthSettings, Claims, IdentitySettings, JwtSettings, KeySource, OAuthProxy,
-    SinkSettings,
+    AuditSettings, AuthSettings, Claims, IdentitySettings, JwtSettings, KeySource, SinkSettings,
 };
 use crate::policy::{AccessScopes, RoutePolicy, ToolRule};
 use jsonwebtoken::Algorithm;
@@ -31,7 +27,7 @@ pub enum Scope<'a> {
 
 impl Scope<'_> {
     /// Why `reference` may not be read from here, if it may not.
-    fn refuses(&self, kind: &str, target: &str) -> Option<String> {
+    pub(super) fn refuses(&self, kind: &str, target: &str) -> Option<String> {
         let Scope::Route { name, secrets_dir } = *self else {
             return None;
         };
@@ -220,139 +216,6 @@ pub fn compile_identity(
         signing_key_pem,
         lifetime: raw.token_lifetime.unwrap_or(Duration::from_secs(60)),
     }
-}
-
-fn fill(template: &str, vars: &std::collections::BTreeMap<String, String>) -> String {
-    vars.iter().fold(template.to_string(), |t, (k, v)| {
-        t.replace(&format!("{{{k}}}"), v)
-    })
-}
-
-/// The OAuth profiles compiled into the binary (`conf/oauth-profiles/`); a file of the same
-/// name in `oauth-profiles/` beside the configuration overrides one, or adds another.
-const BUILT_IN_PROFILES: &[(&str, &str)] = &[
-    (
-        "auth0",
-        include_str!("../../conf/oauth-profiles/auth0.yaml"),
-    ),
-    (
-        "entra",
-        include_str!("../../conf/oauth-profiles/entra.yaml"),
-    ),
-    (
-        "generic",
-        include_str!("../../conf/oauth-profiles/generic.yaml"),
-    ),
-    (
-        "keycloak",
-        include_str!("../../conf/oauth-profiles/keycloak.yaml"),
-    ),
-    ("okta", include_str!("../../conf/oauth-profiles/okta.yaml")),
-];
-
-/// A profile by name: the file beside the configuration, else the built-in one.
-fn oauth_profile(name: &str, base: &Path) -> Result<RawOAuthProfile, String> {
-    let file = base.join("oauth-profiles").join(format!("{name}.yaml"));
-    if file.exists() {
-        return parse_file(&file);
-    }
-    match BUILT_IN_PROFILES.iter().find(|(n, _)| *n == name) {
-        Some((n, text)) => super::compile::parse(&super::compile::Source {
-            file: format!("<built-in>/oauth-profiles/{n}.yaml").into(),
-            text: (*text).to_string(),
-        })
-        .map_err(|e| e.to_string()),
-        None => Err(format!(
-            "no such profile: built in are {}, or put {} beside the configuration",
-            BUILT_IN_PROFILES
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", "),
-            file.display()
-        )),
-    }
-}
-
-pub fn compile_oauth(raw: RawOAuthProxy, base: &Path, errs: &mut Errors) -> Option<OAuthProxy> {
-    let profile = match oauth_profile(&raw.profile, base) {
-        Ok(p) => p,
-        Err(e) => {
-            errs.push(
-                "oauth_proxy.profile",
-                format!("profile `{}`: {e}", raw.profile),
-            );
-            return None;
-        }
-    };
-    let issuer = fill(&profile.issuer, &raw.vars);
-    let authorize = fill(&profile.authorization_endpoint, &raw.vars);
-    let token = fill(&profile.token_endpoint, &raw.vars);
-    for (what, url) in [
-        ("issuer", &issuer),
-        ("authorization_endpoint", &authorize),
-        ("token_endpoint", &token),
-    ] {
-        if url.contains('{') {
-            errs.push(
-                "oauth_proxy.vars",
-                format!("the profile's {what} needs a value for a placeholder in `{url}`"),
-            );
-        }
-    }
-    if url::Url::parse(&authorize).is_err() {
-        errs.push(
-            "oauth_proxy",
-            format!("the profile's authorization_endpoint `{authorize}` is not a URL"),
-        );
-    }
-    let token_upstream = compile_upstream(&token)
-        .map_err(|e| errs.push("oauth_proxy", format!("token endpoint: {e}")))
-        .ok()?;
-    let resource = raw.resource.unwrap_or(profile.resource);
-    if matches!(resource, ResourceMode::Audience | ResourceMode::Scope)
-        && raw.resource_value.is_none()
-    {
-        errs.push(
-            "oauth_proxy.resource_value",
-            "required when `resource` is `audience` or `scope`",
-        );
-    }
-    let client_secret = raw
-        .client_secret
-        .map(|s| expand_secrets(&s, "oauth_proxy.client_secret", errs, Scope::Gateway));
-    let basic = match profile.token_auth.as_deref() {
-        None | Some("client_secret_post") => false,
-        Some("client_secret_basic") => true,
-        Some(other) => {
-            errs.push(
-                "oauth_proxy.profile",
-                format!("token_auth `{other}` is not client_secret_post or client_secret_basic"),
-            );
-            false
-        }
-    };
-    let mut extra_scopes = profile.extra_scopes;
-    extra_scopes.extend(raw.extra_scopes);
-    Some(OAuthProxy {
-        profile: profile.name,
-        issuer,
-        authorize_url: authorize,
-        token: token_upstream,
-        client_id: raw.client_id,
-        client_secret,
-        basic_auth: basic,
-        resource,
-        resource_value: raw.resource_value,
-        audience_parameter: profile
-            .audience_parameter
-            .unwrap_or_else(|| "audience".into()),
-        drop_prompt_consent: profile.drop_prompt_consent,
-        scope_map: raw.scope_map.into_iter().collect(),
-        extra_scopes,
-        allow_insecure_cimd: raw.allow_insecure_cimd,
-        cimd_allowed_hosts: raw.cimd_allowed_hosts.clone(),
-    })
 }
 
 pub fn compile_audit(raw: RawAudit, base: &Path, errs: &mut Errors) -> AuditSettings {

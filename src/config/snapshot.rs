@@ -8,6 +8,7 @@ use pingora::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The separator between a route's prefix and an upstream name (`catalog__search`).
@@ -202,8 +203,7 @@ pub struct IdentitySettings {
 pub struct OAuthProxy {
     pub profile: String,
     pub issuer: String,
-    pub authorize_url: String,
-    pub token: Upstream,
+    pub endpoints: IdpEndpoints,
     pub client_id: String,
     pub client_secret: Option<String>,
     /// Client credentials in HTTP Basic (else in the form).
@@ -216,6 +216,21 @@ pub struct OAuthProxy {
     pub extra_scopes: Vec<String>,
     pub allow_insecure_cimd: bool,
     pub cimd_allowed_hosts: Vec<String>,
+}
+
+/// Where the OAuth proxy finds the IdP's authorization and token endpoints.
+#[derive(Debug)]
+pub enum IdpEndpoints {
+    /// Named by the profile.
+    Fixed(Arc<Endpoints>),
+    /// In the IdP's discovery document (this one), fetched in the background.
+    Discovered(Box<Upstream>),
+}
+
+#[derive(Debug)]
+pub struct Endpoints {
+    pub authorize_url: String,
+    pub token: Upstream,
 }
 
 impl Route {

@@ -78,6 +78,9 @@ impl OAuthFront {
         let Ok(body) = crate::http::read_body(s, 64 * 1024).await else {
             return Reply::error(400, "invalid_request", "unreadable form");
         };
+        let Some(idp) = discovery::current(&self.discovered, oauth) else {
+            return idp_unknown();
+        };
         let f = form(&body);
         let callback = format!("{}/oauth/callback", snap.public_base());
         let mut out: Vec<(String, String)> = Vec::new();
@@ -162,7 +165,7 @@ impl OAuthFront {
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(out.iter())
             .finish();
-        match self.post_form(&oauth.token, body, basic.as_deref()).await {
+        match self.post_form(&idp.token, body, basic.as_deref()).await {
             Ok((status, answer)) if (200..300).contains(&status) => Reply {
                 status,
                 content_type: "application/json",

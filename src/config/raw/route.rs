@@ -103,4 +103,22 @@ pub struct RawUpstream {
     #[serde(default)]
     pub tenant_headers:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// TLS toward an https upstream: the CAs to trust and a client certificate.
+    #[serde(default)]
+    pub tls: Option<RawUpstreamTls>,
+}
+
+/// PEM files, relative to the route's own secrets directory (`route_secrets_dir/<name>/`) and
+/// only below it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Trust only these CAs for this upstream (default: the system's roots).
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate chain (leaf first) and its key, for upstreams that require mTLS.
+    #[serde(default)]
+    pub cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub key: Option<std::path::PathBuf>,
 }
