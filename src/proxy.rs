@@ -21,45 +21,20 @@ pub struct Edge {
 
 #[async_trait]
 impl HttpServerApp for Edge {
+    /// Each stage in a box of its own, freed when it ends: a connection waiting for its next
+    /// request holds only the session and the read, an open stream only the session and the
+    /// pipeline (bench/CONNECTIONS.md).
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let mut stopping = shutdown.clone();
-        // A request already on the wire is served; an idle connection ends with the process.
-        let read = tokio::select! {
-            biased;
-            read = session.read_request() => read,
-            _ = stopping.wait_for(|s| *s) => return None,
-        };
-        match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype, pingora::ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
-                }
-                return None;
-            }
-        }
-        // Stopping or handing over: this answer closes its connection (see `Shared::draining`).
-        if *shutdown.borrow() || self.shared.draining.load(Ordering::Relaxed) {
-            session.set_keepalive(None);
-        }
-        // One snapshot for the whole request.
-        let mut ctx = Ctx::new(self.shared.live.snapshot());
-        let result = pipeline::run(&self.shared, &mut session, &mut ctx).await;
-        // The one place metrics and the audit record are emitted.
-        pipeline::finish(&self.shared, &session, result.is_err(), &mut ctx);
-        if result.is_err() {
-            if session.response_written().is_none() {
-                let _ = session.respond_error(500).await;
-            }
+        if !Box::pin(self.read(&mut session, shutdown)).await {
             return None;
         }
+        Box::pin(self.serve(&mut session)).await?;
         let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
+        match Box::pin(session.finish()).await {
             Ok(reusable) => reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
             Err(_) => None,
         }
@@ -67,5 +42,49 @@ impl HttpServerApp for Edge {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
+    }
+}
+
+impl Edge {
+    /// Reads the request head; false when the connection is done.
+    async fn read(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+        let mut stopping = shutdown.clone();
+        // A request already on the wire is served; an idle connection ends with the process.
+        let read = tokio::select! {
+            biased;
+            read = session.read_request() => read,
+            _ = stopping.wait_for(|s| *s) => return false,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                if matches!(e.etype, pingora::ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                return false;
+            }
+        }
+        // Stopping or handing over: this answer closes its connection (see `Shared::draining`).
+        if *shutdown.borrow() || self.shared.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
+        true
+    }
+
+    /// Answers the request; `None` when the connection cannot be reused.
+    async fn serve(&self, session: &mut ServerSession) -> Option<()> {
+        // One snapshot for the whole request.
+        let mut ctx = Ctx::new(self.shared.live.snapshot());
+        let result = pipeline::run(&self.shared, session, &mut ctx).await;
+        // The one place metrics and the audit record are emitted.
+        pipeline::finish(&self.shared, session, result.is_err(), &mut ctx);
+        if result.is_err() {
+            if session.response_written().is_none() {
+                let _ = session.respond_error(500).await;
+            }
+            return None;
+        }
+        Some(())
     }
 }

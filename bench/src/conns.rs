@@ -222,7 +222,8 @@ fn render(n: usize, rows: &[Row]) -> String {
          memory (VmRSS of the process and its workers) before and after, divided by {n}, after a \
          warm-up batch of 200 opened and closed. The proxies' streams go to an upstream that holds \
          them open (so they also hold an upstream connection each); mcp-edge's `GET /mcp` stream is \
-         its own. See the note under the table for where the memory goes.\n"
+         its own. The plain Pingora proxy is built with the same patched `pingora-core` \
+         (vendor/PATCHES.md). Where the memory goes: bench/PROFILE.md, \"Memory per connection\".\n"
     );
     let _ = writeln!(
         md,
