@@ -1,7 +1,8 @@
 //! The shared store (Redis) that several instances coordinate through: one connection handling
 //! for every use (a bounded wait, a pause before reconnecting after a failure, rate-limited
 //! fallback logs), and the coordination the sessions store gives (`sessions.store`): single-use
-//! markers (OAuth login states) and revoked sessions. A store that does not answer makes each
+//! markers (OAuth login states), revoked sessions and the upstream sessions opened for a client
+//! session (first one kept wins). A store that does not answer makes each
 //! use fall back to what the instance knows on its own, with a warning: never to failing open.
 
 use redis::AsyncCommands;
@@ -103,6 +104,38 @@ impl Redis {
 
     pub async fn is_marked(&self, key: &str) -> Result<bool, String> {
         self.run(async |c| c.exists(key).await).await
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        self.run(async |c| c.get(key).await).await
+    }
+
+    /// The values of `keys`, in order (one round trip).
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, String> {
+        self.run(async |c| redis::cmd("MGET").arg(keys).query_async(c).await)
+            .await
+    }
+
+    /// Sets `key` to `value` for `ttl`, whatever was there.
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), String> {
+        self.run(async |c| c.set_ex::<_, _, ()>(key, value, ttl.as_secs().max(1)).await)
+            .await
+    }
+
+    /// Sets `key` to `value` for `ttl` unless it is set: `None` when ours was set, else the
+    /// value that was there first (another instance's), left as it was.
+    pub async fn put_first(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, String> {
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .get(true)
+            .with_expiration(redis::SetExpiry::EX(ttl.as_secs().max(1)));
+        self.run(async |c| c.set_options(key, value, options).await)
+            .await
     }
 }
 

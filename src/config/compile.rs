@@ -8,7 +8,7 @@ mod upstream_tls;
 pub(super) use upstream::compile_upstream;
 pub use upstream::offline;
 
-use super::raw::{RawAuthMode, RawGateway, RawRoute};
+use super::raw::{CatalogScope, IdentityMode, RawAuthMode, RawGateway, RawRoute};
 use super::security;
 use super::snapshot::{Route, Snapshot, Timeouts};
 use crate::limits::{Limiter, Rate};
@@ -255,6 +255,8 @@ fn compile_parsed(
     }
     let mut session_keys = Vec::new();
     for (i, k) in raw.sessions.keys.iter().enumerate() {
+        let path = format!("sessions.keys[{i}]");
+        let k = security::expand_secrets(k, &path, &mut errs, security::Scope::Gateway);
         match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
             Ok(bytes) if bytes.len() == 32 => {
                 let mut key = [0u8; 32];
@@ -262,7 +264,7 @@ fn compile_parsed(
                 session_keys.push(key);
             }
             _ => errs.push(
-                &format!("sessions.keys[{i}]"),
+                &path,
                 "must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)",
             ),
         }
@@ -370,6 +372,7 @@ fn compile_parsed(
             initialize: raw.timeouts.initialize,
             list: raw.timeouts.list,
         },
+        catalog_ttl: raw.catalog.ttl,
         session_keys,
         session_ttl: raw.sessions.ttl.unwrap_or(Duration::from_secs(24 * 3600)),
         session_store: raw.sessions.store,
@@ -478,6 +481,10 @@ fn compile_route(
         max_concurrency: raw.upstream.max_concurrency,
         policy: security.policy,
         identity: raw.identity,
+        shared_catalog: match raw.catalog {
+            Some(scope) => scope == CatalogScope::Shared,
+            None => raw.identity == IdentityMode::None,
+        },
         headers: security.headers,
         tenant_headers: security.tenant_headers,
     })

@@ -40,6 +40,8 @@ pub struct RawGateway {
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
+    pub catalog: RawCatalog,
+    #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
     pub auth: RawAuth,
@@ -131,11 +133,28 @@ impl Default for RawTimeouts {
     }
 }
 
+/// The shared catalog: upstream lists kept for every caller of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCatalog {
+    /// How long a list is kept when its upstream states no `ttlMs` (a stated one only shortens it).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for RawCatalog {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Sealed session ids.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
-    /// Base64 32-byte keys; the first seals, all open (rotation). Empty: a key made at start,
+    /// Base64 32-byte keys (`${env:…}`/`${file:…}` allowed); the first seals, all open (rotation). Empty: a key made at start,
     /// so sessions do not survive a restart and instances cannot share them.
     #[serde(default)]
     pub keys: Vec<String>,

@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub max_upstream_message_bytes: usize,
     pub allowed_origins: Vec<String>,
     pub timeouts: Timeouts,
+    /// How long a shared list is kept when its upstream states no `ttlMs`.
+    pub catalog_ttl: Duration,
     pub session_keys: Vec<[u8; 32]>,
     pub session_ttl: Duration,
     /// Where instances share ended sessions and used login states (`sessions.store`).
@@ -96,6 +98,8 @@ pub struct Route {
     pub policy: RoutePolicy,
     /// What the upstream learns about the caller.
     pub identity: IdentityMode,
+    /// The route's lists are listed once for every caller (`catalog: shared`).
+    pub shared_catalog: bool,
     /// Static headers (credentials) for every upstream request, secrets expanded.
     pub headers: Vec<(String, String)>,
     /// Further headers per caller tenant.

@@ -77,6 +77,11 @@ fn probe(result: &RawValue) -> Probe {
     serde_json::from_str(result.get()).unwrap_or_default()
 }
 
+/// The `ttlMs` a result states, if it states one.
+pub fn stated_ttl(result: &RawValue) -> Option<u64> {
+    probe(result).ttl.as_ref().and_then(Value::as_u64)
+}
+
 /// Completes a merged result for a 2026 client.
 pub fn complete_map(result: &mut Map<String, Value>, hint: CacheHint) {
     result.insert("resultType".into(), "complete".into());

@@ -27,11 +27,13 @@ pub struct SessionState {
     /// Unix seconds after which the id is refused.
     #[serde(rename = "e")]
     pub expires: u64,
-    /// The client's declared capabilities (JSON), for re-opening an upstream session.
+    /// The client's declared capabilities (JSON, `compact_capabilities`), for opening upstream
+    /// sessions on its behalf.
     #[serde(rename = "c")]
     pub capabilities: String,
-    /// The upstream sessions opened at `initialize`.
-    #[serde(rename = "u")]
+    /// Upstream sessions sealed into ids issued before they were opened lazily (still honoured
+    /// across an upgrade); new ids carry none, so their size does not grow with the routes.
+    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<UpstreamSession>,
 }
 
@@ -51,6 +53,40 @@ pub struct UpstreamSession {
 impl SessionState {
     pub fn upstream(&self, route: &str) -> Option<&UpstreamSession> {
         self.upstreams.iter().find(|u| u.route == route)
+    }
+}
+
+/// The most of a client's declared capabilities a session id carries (its size stays bounded).
+const MAX_CAPABILITIES: usize = 384;
+
+/// The client capabilities an upstream session is opened with, as carried in the session id:
+/// the ones the specification defines (an unknown or experimental one is not relayed), each
+/// cut to `{}` (roots keeping `listChanged`) if all of them would be longer than
+/// `MAX_CAPABILITIES`, and dropped if even that is.
+pub fn compact_capabilities(declared: &serde_json::Value) -> String {
+    const KNOWN: [&str; 4] = ["roots", "sampling", "elicitation", "tasks"];
+    let mut kept = serde_json::Map::new();
+    for key in KNOWN {
+        if let Some(v) = declared.get(key).filter(|v| v.is_object()) {
+            kept.insert(key.into(), v.clone());
+        }
+    }
+    let full = serde_json::Value::Object(kept.clone()).to_string();
+    if full.len() <= MAX_CAPABILITIES {
+        return full;
+    }
+    for (key, v) in kept.iter_mut() {
+        let list_changed = v.get("listChanged").cloned();
+        *v = serde_json::json!({});
+        if let (Some(l), "roots") = (list_changed, key.as_str()) {
+            v["listChanged"] = l;
+        }
+    }
+    let cut = serde_json::Value::Object(kept).to_string();
+    if cut.len() <= MAX_CAPABILITIES {
+        cut
+    } else {
+        "{}".into()
     }
 }
 
@@ -167,6 +203,30 @@ mod tests {
         bytes[last] ^= 1;
         assert_eq!(old.open(&URL_SAFE_NO_PAD.encode(bytes)), None);
         assert_eq!(old.open("not-a-session"), None);
+    }
+
+    #[test]
+    fn a_session_id_stays_small_whatever_the_client_declares() {
+        let huge = serde_json::json!({
+            "roots": {"listChanged": true, "padding": "x".repeat(10_000)},
+            "sampling": {"tools": {}},
+            "experimental": {"big": "y".repeat(10_000)},
+        });
+        let caps = compact_capabilities(&huge);
+        assert_eq!(caps, r#"{"roots":{"listChanged":true},"sampling":{}}"#);
+        let small = serde_json::json!({"elicitation": {"form": {}}, "x-vendor": {}});
+        assert_eq!(
+            compact_capabilities(&small),
+            r#"{"elicitation":{"form":{}}}"#
+        );
+        let mut st = state();
+        st.upstreams.clear();
+        st.id = u128::MAX;
+        st.owner = u64::MAX;
+        st.capabilities = "c".repeat(MAX_CAPABILITIES);
+        let token = Sealer::new(&[[1; 32]]).seal(&st);
+        assert!(token.len() <= 1024, "{} bytes", token.len());
+        assert!(!token.is_empty());
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub type Tools = Arc<HashMap<String, Value>>;
 #[derive(Default)]
 pub struct Catalog {
     routes: DashMap<String, Entry>,
+    /// What each upstream (route and address) declared when a session with it was last opened.
+    capabilities: DashMap<(String, String), Value>,
+    /// Every upstream list kept for all callers of a route (`catalog: shared`).
+    pub lists: lists::cache::ListCache,
 }
 
 struct Entry {
@@ -47,6 +51,17 @@ impl Catalog {
             refreshing: false,
         };
         self.routes.insert(route.name.clone(), entry);
+    }
+
+    pub fn capabilities_seen(&self, route: &Route, capabilities: &Value) {
+        let key = (route.name.clone(), route.upstream.addr.to_string());
+        self.capabilities.insert(key, capabilities.clone());
+    }
+
+    /// What the route's upstream declared when last opened, if it has been.
+    pub fn capabilities(&self, route: &Route) -> Option<Value> {
+        let key = (route.name.clone(), route.upstream.addr.to_string());
+        self.capabilities.get(&key).map(|c| c.clone())
     }
 
     /// The route's tools, how long ago they were listed, and whether a background listing
@@ -104,11 +119,11 @@ pub async fn tool(
     }
     let listed = tokio::time::timeout(
         snap.timeouts.list,
-        lists::collect(sh, ctx, caller, route, "tools/list", "tools", None),
+        lists::listed(sh, ctx, caller, route, "tools/list", None),
     )
     .await
     .unwrap_or(Err(UpstreamError::Timeout));
-    let (items, _) = listed
+    let listed = listed
         .map_err(|e| {
             log::warn!(
                 "tools/list from upstream {} failed ({e}); its tools answer as unknown until it lists them",
@@ -116,7 +131,7 @@ pub async fn tool(
             );
         })
         .map_err(|()| Missing::Unavailable)?;
-    sh.catalog.remember(route, &items);
+    sh.catalog.remember(route, &listed.items);
     let (tools, _, _) = sh.catalog.get(route).ok_or(Missing::Unavailable)?;
     found(tools)
 }
@@ -138,11 +153,11 @@ fn refresh_behind(sh: Arc<Shared>, snap: Arc<Snapshot>, caller: Arc<Caller>, ind
         ctx.caller_key = super::session::subject_key(&caller);
         let listed = tokio::time::timeout(
             snap.timeouts.list,
-            lists::collect(&sh, &ctx, &caller, route, "tools/list", "tools", None),
+            lists::listed(&sh, &ctx, &caller, route, "tools/list", None),
         )
         .await;
         match listed {
-            Ok(Ok((items, _))) => sh.catalog.remember(route, &items),
+            Ok(Ok(listed)) => sh.catalog.remember(route, &listed.items),
             _ => sh.catalog.refresh_failed(route),
         }
     });

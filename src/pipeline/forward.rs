@@ -11,7 +11,6 @@ use crate::config::Route;
 use crate::ctx::{Ctx, Era, Outcome};
 use crate::error::{Cause, GatewayError};
 use crate::http;
-use crate::mcp;
 use crate::mcp::jsonrpc::{self, RawParams};
 use crate::mcp::rewrite::{
     Ending, Rewriter, add_stateless_meta, strip_stateless_meta, swap_progress_token, upstream_id,
@@ -127,6 +126,16 @@ pub async fn call(
             0 => first_id.clone(),
             n => jsonrpc::to_raw(&format!("{base_id}:round{n}")),
         };
+        // A held call resumes on its own link; a new one gets its link first, as the body for
+        // a session client differs toward an upstream that speaks only the stateless revision.
+        let link = match &resumed {
+            Some(_) => None,
+            None => match link::link(sh, ctx, caller, route).await {
+                Some(link) => Some(link),
+                None => break Err(unavailable(id, route)),
+            },
+        };
+        let to_stateless = link.as_ref().is_some_and(|l| l.kind == LinkKind::Stateless);
         let mut call = prepare(
             ctx,
             route,
@@ -136,13 +145,17 @@ pub async fn call(
             &upstream_id,
             id,
             streaming,
+            to_stateless,
         );
         call.rw.client_token = client_token.clone();
         call.param_headers = param_headers(listing, &params);
         let deadline = Instant::now() + route.timeout;
-        let step = match resumed.take() {
-            Some(h) => Ok(relay_stream(sh, s, ctx, &call, h.ex, h.link, h.reader, deadline).await),
-            None => forward(sh, s, ctx, caller, &call, deadline).await,
+        let step = match (resumed.take(), link) {
+            (Some(h), _) => {
+                Ok(relay_stream(sh, s, ctx, &call, h.ex, h.link, h.reader, deadline).await)
+            }
+            (None, Some(link)) => forward(sh, s, ctx, caller, &call, link, deadline).await,
+            (None, None) => Err(unavailable(id, route)),
         };
         ctx.upstream_status =
             Some(call.status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0);
@@ -197,7 +210,8 @@ fn param_headers(
     crate::mcp::params::headers_for(&annotations, &arguments)
 }
 
-/// One upstream request of a call: the body for each era's link and the answer's rewriter.
+/// One upstream request of a call: the body for each era's link and the answer's rewriter;
+/// `to_stateless`: the link goes to an upstream that speaks only the stateless revision.
 #[allow(clippy::too_many_arguments)]
 fn prepare<'a>(
     ctx: &Ctx,
@@ -208,6 +222,7 @@ fn prepare<'a>(
     upstream_id: &'a RawValue,
     id: &'a RawValue,
     streaming: bool,
+    to_stateless: bool,
 ) -> Call<'a> {
     let other_body = match &ctx.era {
         Era::Stateless => {
@@ -218,11 +233,7 @@ fn prepare<'a>(
                 jsonrpc::rebuild(method, Some(upstream_id), Some(&legacy)),
             ))
         }
-        Era::Session(state)
-            if state
-                .upstream(&route.name)
-                .is_some_and(|u| u.version == mcp::STATELESS_VERSION) =>
-        {
+        Era::Session(state) if to_stateless => {
             let mut modern = params.clone();
             add_stateless_meta(&mut modern, &state.capabilities);
             Some((
@@ -261,13 +272,11 @@ async fn forward(
     ctx: &Ctx,
     caller: &Caller,
     call: &Call<'_>,
+    mut link: Link,
     deadline: Instant,
 ) -> Result<Step, GatewayError> {
     let (route, id) = (call.route, call.rw.client_id);
     let session_lost = || Cause::SessionNotFound.to(id);
-    let mut link = link::link(sh, ctx, caller, route)
-        .await
-        .ok_or_else(|| unavailable(id, route))?;
     let mut relinked = false;
     let mut ex = loop {
         let sent = {
@@ -307,7 +316,7 @@ async fn forward(
                 return Err(session_lost());
             }
             relinked = true;
-            link = link::relink(sh, ctx, caller, route)
+            link = link::relink(sh, ctx, caller, route, Some(&link.kind))
                 .await
                 .ok_or_else(session_lost)?;
             continue;

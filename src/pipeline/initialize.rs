@@ -1,16 +1,17 @@
-//! Answers the gateway gives itself about the merged server: `initialize` (every upstream at
-//! once, capabilities merged, a sealed session issued) and `server/discover` for stateless
-//! clients.
+//! Answers the gateway gives itself about the merged server: `initialize` (capabilities merged
+//! from what the upstreams declared, a sealed session issued; upstream sessions open on first
+//! use) and `server/discover` for stateless clients.
 
+use super::Shared;
 use super::link::{self, ClientHello};
-use super::{Shared, session};
+use super::session::{self, upstreams};
 use crate::config::{Route, Snapshot};
 use crate::ctx::Ctx;
 use crate::error::{Cause, GatewayError};
 use crate::http;
 use crate::mcp;
 use crate::mcp::jsonrpc::{self, Message};
-use crate::mcp::session::{SessionState, now_secs};
+use crate::mcp::session::{SessionState, compact_capabilities, now_secs};
 use crate::policy::Caller;
 use crate::upstream::{self, UpstreamError};
 use pingora::protocols::http::ServerSession as Session;
@@ -22,8 +23,9 @@ fn server_info() -> Implementation {
     Implementation::new("mcp-edge", env!("CARGO_PKG_VERSION"))
 }
 
-/// `initialize`: every visible upstream initialized at once, capabilities merged, the version
-/// negotiated, and a sealed session issued to the caller.
+/// `initialize`: the visible upstreams' capabilities merged, the version negotiated, and a
+/// sealed session of bounded size issued to the caller; it costs no upstream request once
+/// every visible upstream has been seen.
 pub async fn open(
     sh: &Shared,
     s: &mut Session,
@@ -51,37 +53,48 @@ pub async fn open(
             .cloned()
             .unwrap_or(ClientHello::gateway().client_info),
     };
-    let routes: Vec<&Route> = super::visible(snap, caller).collect();
-    let opens = routes.iter().map(|route| {
-        let headers = link::upstream_headers(sh, ctx, caller, route);
-        let hello = &hello;
-        async move { link::open_upstream(sh, route, hello, &headers).await }
-    });
-    let opened = upstream::all_within(snap.timeouts.initialize, opens).await;
-    let opened = routes.iter().zip(opened).map(|(route, r)| {
-        let r = r.unwrap_or(Err(UpstreamError::Timeout));
-        if let Err(e) = &r {
-            log::warn!(
-                "initialize of upstream {} failed: {e}",
-                link::peer_label(route)
-            );
-        }
-        r.ok()
-    });
-    let mut capabilities = json!({});
-    let mut upstreams = Vec::new();
-    for (session, caps) in opened.flatten() {
-        merge_capabilities(&mut capabilities, &caps);
-        upstreams.push(session);
-    }
     let state = SessionState {
         id: rand::random(),
         owner: session::subject_key(caller),
         version: version.to_string(),
         expires: now_secs() + snap.session_ttl.as_secs(),
-        capabilities: hello.capabilities.to_string(),
-        upstreams,
+        capabilities: compact_capabilities(&hello.capabilities),
+        upstreams: Vec::new(),
     };
+    let hello = ClientHello {
+        capabilities: serde_json::from_str(&state.capabilities).unwrap_or(json!({})),
+        ..hello
+    };
+    // Upstream sessions are opened on first use; only an upstream whose capabilities this
+    // instance has not seen yet is opened now (and its session kept for this client session).
+    let mut capabilities = json!({});
+    let unknown: Vec<&Route> = super::visible(snap, caller)
+        .filter(|route| match sh.catalog.capabilities(route) {
+            Some(caps) => {
+                merge_capabilities(&mut capabilities, &caps);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let opens = unknown.iter().map(|route| {
+        let headers = link::upstream_headers(sh, ctx, caller, route);
+        let hello = &hello;
+        async move { link::open_upstream(sh, route, hello, &headers).await }
+    });
+    let opened = upstream::all_within(snap.timeouts.initialize, opens).await;
+    for (route, r) in unknown.iter().zip(opened) {
+        match r.unwrap_or(Err(UpstreamError::Timeout)) {
+            Ok((session, caps)) => {
+                merge_capabilities(&mut capabilities, &caps);
+                upstreams::keep(sh, &state, session, false).await;
+            }
+            Err(e) => log::warn!(
+                "initialize of upstream {} failed: {e}",
+                link::peer_label(route)
+            ),
+        }
+    }
     let token = sh.sealer.seal(&state);
     sh.metrics.sessions_opened.inc();
     let capabilities: ServerCapabilities = serde_json::from_value(capabilities).unwrap_or_default();

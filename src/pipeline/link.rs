@@ -3,6 +3,7 @@
 //! static credentials, then the identity the route asks for; never the caller's token).
 
 use super::Shared;
+use super::session::upstreams;
 use crate::config::Route;
 use crate::config::raw::IdentityMode;
 use crate::ctx::{Ctx, Era};
@@ -156,6 +157,19 @@ pub async fn open_upstream(
     hello: &ClientHello,
     headers: &[(String, String)],
 ) -> Result<(UpstreamSession, Value), UpstreamError> {
+    let opened = open_either(sh, route, hello, headers).await;
+    if let Ok((_, capabilities)) = &opened {
+        sh.catalog.capabilities_seen(route, capabilities);
+    }
+    opened
+}
+
+async fn open_either(
+    sh: &Shared,
+    route: &Route,
+    hello: &ClientHello,
+    headers: &[(String, String)],
+) -> Result<(UpstreamSession, Value), UpstreamError> {
     match initialize(sh, route, hello, headers).await {
         Err(e @ (UpstreamError::Status(_) | UpstreamError::Garbage)) => {
             match discover(sh, route, headers).await {
@@ -236,30 +250,23 @@ async fn initialize(
     ))
 }
 
-/// How this request reaches `route`, opening what is missing.
+/// How this request reaches `route`, opening what is missing (a client session's upstream
+/// session is opened on its first use).
 pub async fn link(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Option<Link> {
+    match existing(sh, ctx, caller, route).await {
+        Some(link) => Some(link),
+        None => relink(sh, ctx, caller, route, None).await,
+    }
+}
+
+/// How this request reaches `route` if that needs nothing opened (a notification goes only to
+/// the upstreams the client session already uses).
+pub async fn existing(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Option<Link> {
     let kind = match &ctx.era {
         Era::Opening => return None,
-        Era::Session(state) => {
-            let local = sh.sessions.replaced.get(&(state.id, route.name.clone()));
-            match local.or_else(|| state.upstream(&route.name).cloned()) {
-                Some(u) => session_link(u),
-                None => return relink(sh, ctx, caller, route).await,
-            }
-        }
+        Era::Session(state) => session_link(upstreams::find(sh, state, &route.name).await?),
         // The per-server door's own requests (catalog listings) go the stateless way too.
-        Era::Stateless | Era::Unknown => {
-            let key = (
-                route.name.clone(),
-                route.upstream.addr.to_string(),
-                ctx.caller_key,
-            );
-            let cached = sh.stateless_links.get(&key);
-            match cached {
-                Some(kind) => kind,
-                None => return relink(sh, ctx, caller, route).await,
-            }
-        }
+        Era::Stateless | Era::Unknown => sh.stateless_links.get(&stateless_key(ctx, route))?,
     };
     Some(Link {
         kind,
@@ -267,14 +274,38 @@ pub async fn link(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Opt
     })
 }
 
-/// Replaces this request's link to `route` (after the upstream answered 404, or when there
-/// was none), remembering the new one on this instance only.
-pub async fn relink(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Option<Link> {
+fn stateless_key(ctx: &Ctx, route: &Route) -> (String, String, u64) {
+    (
+        route.name.clone(),
+        route.upstream.addr.to_string(),
+        ctx.caller_key,
+    )
+}
+
+/// Opens this request's link to `route`: when there was none, or replacing `failed` after the
+/// upstream answered 404 for it. With a store, a session another instance already replaced is
+/// taken instead of opening a third.
+pub async fn relink(
+    sh: &Shared,
+    ctx: &Ctx,
+    caller: &Caller,
+    route: &Route,
+    failed: Option<&LinkKind>,
+) -> Option<Link> {
     let timeout = ctx.snapshot.timeouts.initialize;
     let headers = upstream_headers(sh, ctx, caller, route);
     let kind = match &ctx.era {
         Era::Opening => return None,
         Era::Session(state) => {
+            if let Some(failed) = failed
+                && let Some(theirs) = upstreams::stored(sh, state, &route.name).await
+                && session_link(theirs.clone()) != *failed
+            {
+                return Some(Link {
+                    kind: session_link(theirs),
+                    headers,
+                });
+            }
             let hello = ClientHello {
                 capabilities: serde_json::from_str(&state.capabilities).unwrap_or(json!({})),
                 ..ClientHello::gateway()
@@ -283,13 +314,14 @@ pub async fn relink(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> O
             let (session, _) = tokio::time::timeout(timeout, opened)
                 .await
                 .ok()?
-                .map_err(|e| log::warn!("re-initialize of {} failed: {e}", peer_label(route)))
+                .map_err(|e| log::warn!("initialize of {} failed: {e}", peer_label(route)))
                 .ok()?;
-            let kind = session_link(session.clone());
-            sh.sessions
-                .replaced
-                .insert((state.id, route.name.clone()), session, state.expires);
-            kind
+            let (kept, lost) = upstreams::keep(sh, state, session, failed.is_some()).await;
+            if let Some(lost) = lost {
+                let end = end_upstream_session(sh, route, &lost);
+                let _ = tokio::time::timeout(timeout, end).await;
+            }
+            session_link(kept)
         }
         Era::Stateless | Era::Unknown => {
             let kind = tokio::time::timeout(timeout, stateless_link(sh, route, &headers))
@@ -297,17 +329,28 @@ pub async fn relink(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> O
                 .ok()?
                 .map_err(|e| log::warn!("cannot reach {} statelessly: {e}", peer_label(route)))
                 .ok()?;
-            let key = (
-                route.name.clone(),
-                route.upstream.addr.to_string(),
-                ctx.caller_key,
+            sh.stateless_links.insert(
+                stateless_key(ctx, route),
+                kind.clone(),
+                now_secs() + STATELESS_LINK_SECS,
             );
-            sh.stateless_links
-                .insert(key, kind.clone(), now_secs() + STATELESS_LINK_SECS);
             kind
         }
     };
     Some(Link { kind, headers })
+}
+
+/// Ends an upstream session (DELETE, answer ignored): a client session's on DELETE, or one
+/// opened twice at once of which the other was kept.
+pub async fn end_upstream_session(sh: &Shared, route: &Route, u: &UpstreamSession) {
+    let Some(session) = u.session.as_deref() else {
+        return;
+    };
+    let mut out = Outgoing::post(bytes::Bytes::new());
+    out.method = ::http::Method::DELETE;
+    out.session = Some(session);
+    out.protocol_version = Some(&u.version);
+    let _ = upstream::fire(&sh.upstreams.connector, &route.upstream, &out).await;
 }
 
 /// The `_meta` of a request the gateway itself sends in the stateless revision.

@@ -14,8 +14,13 @@ use crate::mcp::jsonrpc::{self, Message};
 use crate::policy::Caller;
 use crate::policy::{Class, Decision};
 use crate::upstream::{self, Outgoing, UpstreamError};
+use cache::Listed;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod cache;
 
 /// The longest a merged list may be cached for (upstream hints only shorten it).
 const MAX_TTL_MS: u64 = 60_000;
@@ -26,6 +31,7 @@ const MAX_PAGES: usize = 100;
 /// What a list method returns and which field of an entry carries its routable identity.
 #[derive(Clone, Copy)]
 struct Shape {
+    method: &'static str,
     key: &'static str,
     field: &'static str,
     is_uri: bool,
@@ -34,21 +40,25 @@ struct Shape {
 fn shape(method: &str) -> Shape {
     match method {
         "prompts/list" => Shape {
+            method: "prompts/list",
             key: "prompts",
             field: "name",
             is_uri: false,
         },
         "resources/list" => Shape {
+            method: "resources/list",
             key: "resources",
             field: "uri",
             is_uri: true,
         },
         "resources/templates/list" => Shape {
+            method: "resources/templates/list",
             key: "resourceTemplates",
             field: "uriTemplate",
             is_uri: true,
         },
         _ => Shape {
+            method: "tools/list",
             key: "tools",
             field: "name",
             is_uri: false,
@@ -83,14 +93,14 @@ pub async fn merged(
         .collect();
     let lists = routes
         .iter()
-        .map(|route| collect(sh, ctx, caller, route, method, shape.key, meta));
+        .map(|route| listed(sh, ctx, caller, route, method, meta));
     let answers = upstream::all_within(snap.timeouts.list, lists).await;
     // Lists filtered per caller may be cached only for that caller.
     let mut hint = CacheHint {
         ttl_ms: MAX_TTL_MS,
         public: matches!(snap.auth, AuthSettings::None),
     };
-    let per_route: Vec<Vec<Value>> = routes
+    let per_route: Vec<Arc<Vec<Value>>> = routes
         .iter()
         .zip(answers)
         .map(
@@ -99,28 +109,24 @@ pub async fn merged(
                     log::warn!("{method} from upstream {} failed: {e}", peer_label(route));
                     // A partial merge: clients should ask again soon.
                     hint = hint.and(CacheHint::NONE);
-                    Vec::new()
+                    Arc::default()
                 }
-                Ok((items, upstream_hint)) => {
-                    hint = hint.and(upstream_hint);
-                    // Only a list the upstream gave is the route's catalog (never an empty stand-in).
-                    if shape.key == "tools" {
-                        sh.catalog.remember(route, &items);
-                    }
-                    items
+                Ok(listed) => {
+                    hint = hint.and(listed.hint);
+                    listed.items
                 }
             },
         )
         .collect();
     let mut merged = Vec::new();
     for (route, items) in routes.iter().zip(per_route) {
-        for mut item in items {
+        for item in items.iter() {
             let Some(original) = item.get(shape.field).and_then(Value::as_str) else {
                 continue;
             };
             let allowed = shape.key != "tools"
                 || matches!(
-                    route.policy.decide(caller, original, Some(&item)),
+                    route.policy.decide(caller, original, Some(item)),
                     Decision::Allow { .. }
                 );
             if !allowed {
@@ -147,6 +153,7 @@ pub async fn merged(
                     peer_label(route)
                 ),
                 Some(name) => {
+                    let mut item = item.clone();
                     item[shape.field] = Value::String(name);
                     merged.push(item);
                 }
@@ -165,8 +172,43 @@ pub async fn merged(
     Ok(jsonrpc::to_raw(&result))
 }
 
+/// One upstream's list of `method` for the caller: from the shared catalog when the route's
+/// lists are shared (listed then without the client's `_meta`), else listed for this caller.
+/// A tool list listed is the route's tool catalog as well.
+pub async fn listed(
+    sh: &Shared,
+    ctx: &Ctx,
+    caller: &Caller,
+    route: &Route,
+    method: &str,
+    meta: Option<&RawValue>,
+) -> Result<Listed, UpstreamError> {
+    let shape = shape(method);
+    let list = |meta| async move {
+        let listed = collect(sh, ctx, caller, route, method, shape.key, meta).await?;
+        if shape.key == "tools" {
+            sh.catalog.remember(route, &listed.items);
+        }
+        Ok(listed)
+    };
+    if !route.shared_catalog {
+        return list(meta).await;
+    }
+    let tenant = caller
+        .tenant
+        .as_ref()
+        .filter(|t| route.tenant_headers.contains_key(*t));
+    let key = (route.index, shape.method, tenant.cloned());
+    let generation = sh.live.generation();
+    let ttl = ctx.snapshot.catalog_ttl;
+    sh.catalog
+        .lists
+        .get_or_list(generation, key, ttl, || list(None))
+        .await
+}
+
 /// Every page of one upstream's list, and the cache hint that holds for all of them.
-pub async fn collect(
+async fn collect(
     sh: &Shared,
     ctx: &Ctx,
     caller: &Caller,
@@ -174,7 +216,7 @@ pub async fn collect(
     method: &str,
     key: &str,
     meta: Option<&RawValue>,
-) -> Result<(Vec<Value>, CacheHint), UpstreamError> {
+) -> Result<Listed, UpstreamError> {
     let mut link = link::link(sh, ctx, caller, route)
         .await
         .ok_or(UpstreamError::Connect)?;
@@ -182,6 +224,7 @@ pub async fn collect(
     let mut cursor: Option<String> = None;
     let mut items = Vec::new();
     let mut hint = CacheHint::OPEN;
+    let mut stated: Option<u64> = None;
     let mut pages = 0;
     while pages < MAX_PAGES {
         let id = sh.upstreams.own_id();
@@ -217,7 +260,7 @@ pub async fn collect(
             Err(UpstreamError::Status(404))
                 if !relinked && matches!(link.kind, LinkKind::Session { .. }) =>
             {
-                link = link::relink(sh, ctx, caller, route)
+                link = link::relink(sh, ctx, caller, route, Some(&link.kind))
                     .await
                     .ok_or(UpstreamError::Status(404))?;
                 relinked = true;
@@ -228,6 +271,9 @@ pub async fn collect(
         pages += 1;
         let page = reply.outcome.map_err(|_| UpstreamError::Garbage)?;
         hint = hint.and(CacheHint::of(&page));
+        if let Some(ttl) = era::stated_ttl(&page) {
+            stated = Some(stated.map_or(ttl, |s| s.min(ttl)));
+        }
         let mut result: Value =
             serde_json::from_str(page.get()).map_err(|_| UpstreamError::Garbage)?;
         if let Some(Value::Array(list)) = result.get_mut(key).map(Value::take) {
@@ -241,5 +287,9 @@ pub async fn collect(
             break;
         }
     }
-    Ok((items, hint))
+    Ok(Listed {
+        items: Arc::new(items),
+        hint,
+        stated_ttl: stated.map(Duration::from_millis),
+    })
 }

@@ -37,14 +37,15 @@ pub async fn notification(
             jsonrpc::rebuild(method, None, Some(&params))
         }
         "notifications/roots/list_changed" => jsonrpc::rebuild(method, None, None),
-        // `initialized` was already sent to every upstream at initialize; the rest has no owner.
+        // `initialized` goes to each upstream as its session opens; the rest has no owner.
         _ => return,
     };
     let body = bytes::Bytes::from(body);
     let sends = super::visible(snap, caller).map(|route| {
         let body = body.clone();
         async move {
-            if let Some(link) = link::link(sh, ctx, caller, route).await {
+            // Only to the upstream sessions this client session already uses.
+            if let Some(link) = link::existing(sh, ctx, caller, route).await {
                 let mut out = Outgoing::post(body);
                 link.apply(&mut out, method, None);
                 let _ = upstream::fire(&sh.upstreams.connector, &route.upstream, &out).await;
@@ -64,8 +65,9 @@ pub async fn broadcast_request(
     method: &str,
 ) {
     let params = msg.params;
+    // Only to the upstream sessions already open: one opened later starts at its defaults.
     let sends = super::visible(snap, caller).map(|route| async move {
-        if let Some(link) = link::link(sh, ctx, caller, route).await {
+        if let Some(link) = link::existing(sh, ctx, caller, route).await {
             let id = sh.upstreams.own_id();
             let body = jsonrpc::request(&id, method, params);
             let mut out = Outgoing::post(body);

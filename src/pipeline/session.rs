@@ -16,9 +16,11 @@ use crate::mcp::STATELESS_VERSION;
 use crate::mcp::jsonrpc::{Kind, Message};
 use crate::mcp::session::{SessionState, UpstreamSession, now_secs};
 use crate::policy::Caller;
-use crate::upstream::{self, Outgoing};
+use crate::upstream;
 use pingora::protocols::http::ServerSession as Session;
 use std::sync::Arc;
+
+pub mod upstreams;
 
 /// Opened session ids kept at most: a few MiB for the busiest sessions, so idle ones cost nothing.
 const OPENED_CAP: usize = 4096;
@@ -29,8 +31,8 @@ pub struct Sessions {
     opened: Bounded<String, Arc<SessionState>>,
     /// Sessions ended by DELETE here, until they would expire anyway.
     ended: Bounded<u128, ()>,
-    /// Upstream sessions re-opened after the upstream forgot the one in the sealed id.
-    pub replaced: Bounded<(u128, String), UpstreamSession>,
+    /// Upstream sessions by client session and route, opened (or found in the store) here.
+    pub upstreams: Bounded<(u128, String), UpstreamSession>,
 }
 
 impl Sessions {
@@ -38,7 +40,7 @@ impl Sessions {
         Self {
             opened: Bounded::new(OPENED_CAP),
             ended: Bounded::new(LOCAL_CAP),
-            replaced: Bounded::new(LOCAL_CAP),
+            upstreams: Bounded::new(LOCAL_CAP),
         }
     }
 }
@@ -195,16 +197,10 @@ pub async fn delete(
             log::warn!("sessions.store failed ({e}); this session is ended on this instance only");
         }
     }
-    let ends = state.upstreams.iter().filter_map(|u| {
+    let opened = upstreams::all(sh, &state, snap).await;
+    let ends = opened.iter().filter_map(|u| {
         let route = snap.route(&u.route)?;
-        let session = u.session.as_deref()?;
-        Some(async move {
-            let mut out = Outgoing::post(bytes::Bytes::new());
-            out.method = ::http::Method::DELETE;
-            out.session = Some(session);
-            out.protocol_version = Some(&u.version);
-            let _ = upstream::fire(&sh.upstreams.connector, &route.upstream, &out).await;
-        })
+        Some(super::link::end_upstream_session(sh, route, u))
     });
     upstream::all_within(snap.timeouts.initialize, ends).await;
     sh.metrics.sessions_ended.inc();

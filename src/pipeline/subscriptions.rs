@@ -271,6 +271,8 @@ async fn stream(
         let _ = ready.send(());
     }
     if reopened {
+        // What changed while the stream was down is not replayed: the kept lists may be stale.
+        sh.catalog.lists.changed(route.index);
         for (i, w) in wants.iter().enumerate() {
             if *w && tx.send(i).await.is_err() {
                 return Ended::ListenerGone;
@@ -301,6 +303,9 @@ async fn stream(
             if lines.len() > cap {
                 return Ended::Dropped;
             }
+        }
+        if !kinds.is_empty() {
+            sh.catalog.lists.changed(route.index);
         }
         for kind in kinds {
             if tx.send(kind).await.is_err() {

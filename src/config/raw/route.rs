@@ -30,6 +30,18 @@ pub struct RawRoute {
     /// What the upstream learns about the caller: `none`, `headers` or `minted`.
     #[serde(default)]
     pub identity: IdentityMode,
+    /// `shared`: the route's lists are listed once for every caller (filtered per caller);
+    /// `per_caller`: listed for each caller. Default: `per_caller` when `identity` tells the
+    /// upstream who calls (its lists may depend on it), else `shared`.
+    #[serde(default)]
+    pub catalog: Option<CatalogScope>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogScope {
+    Shared,
+    PerCaller,
 }
 
 #[derive(Debug, Default, Deserialize)]
