@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod counting;
 pub mod idp;
 pub mod modern;
 pub mod oauth;
