@@ -2,7 +2,8 @@
 //! for every use (a bounded wait, a pause before reconnecting after a failure, rate-limited
 //! fallback logs), and the coordination the sessions store gives (`sessions.store`): single-use
 //! markers (OAuth login states), revoked sessions and the upstream sessions opened for a client
-//! session (first one kept wins). A store that does not answer makes each
+//! session (first one kept wins), approval questions and the answers sent to the instance that
+//! asked. A store that does not answer makes each
 //! use fall back to what the instance knows on its own, with a warning: never to failing open.
 
 use redis::AsyncCommands;
@@ -114,6 +115,27 @@ impl Redis {
     pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, String> {
         self.run(async |c| redis::cmd("MGET").arg(keys).query_async(c).await)
             .await
+    }
+
+    /// Deletes `key`: true if this call removed it (it was there, and nobody removed it first).
+    pub async fn remove(&self, key: &str) -> Result<bool, String> {
+        let removed: usize = self.run(async |c| c.del(key).await).await?;
+        Ok(removed == 1)
+    }
+
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), String> {
+        self.run(async |c| c.publish::<_, _, ()>(channel, message).await)
+            .await
+    }
+
+    /// A connection of its own subscribed to `channel` (for messages to this instance).
+    pub async fn subscribe(&self, channel: &str) -> Result<redis::aio::PubSub, String> {
+        let mut pubsub = tokio::time::timeout(TIMEOUT * 4, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "redis did not answer in time".to_string())?
+            .map_err(|e| e.to_string())?;
+        pubsub.subscribe(channel).await.map_err(|e| e.to_string())?;
+        Ok(pubsub)
     }
 
     /// Sets `key` to `value` for `ttl`, whatever was there.

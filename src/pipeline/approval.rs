@@ -5,6 +5,7 @@
 //! that cannot be asked (no elicitation capability) are refused with a clear error; stateless
 //! callers are asked in an `input_required` round (`round.rs`).
 
+mod remote;
 pub mod round;
 
 use super::Shared;
@@ -19,6 +20,8 @@ use pingora::protocols::http::ServerSession as Session;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -32,8 +35,12 @@ const SHOWN_ARGUMENTS: usize = 1000;
 /// Questions waiting for the user's answer, by their random id; and the stateless rounds'
 /// nonces already used.
 pub struct Approvals {
-    waiting: std::sync::Mutex<HashMap<u128, Waiting>>,
+    waiting: Arc<Mutex<HashMap<u128, Waiting>>>,
     rounds: Bounded<u128, ()>,
+    /// This instance's name for answers routed to it through the store.
+    instance: u64,
+    /// This instance's answer channel is being listened to.
+    listening: AtomicBool,
 }
 
 impl Default for Approvals {
@@ -41,8 +48,30 @@ impl Default for Approvals {
         Self {
             waiting: Default::default(),
             rounds: Bounded::new(super::shared::LOCAL_CAP),
+            instance: rand::random(),
+            listening: AtomicBool::new(false),
         }
     }
+}
+
+/// What the answer channel's task holds: where to deliver answers from other instances.
+struct Handle {
+    instance: u64,
+    waiting: Arc<Mutex<HashMap<u128, Waiting>>>,
+}
+
+impl Handle {
+    /// Delivers another instance's answer to question `n` (already checked there).
+    fn deliver(&self, n: u128, result: Value) {
+        let waiting = lock(&self.waiting).remove(&n);
+        if let Some(w) = waiting {
+            let _ = w.tx.send(result);
+        }
+    }
+}
+
+fn lock(m: &Mutex<HashMap<u128, Waiting>>) -> std::sync::MutexGuard<'_, HashMap<u128, Waiting>> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Who may answer one question, and where the answer goes.
@@ -57,8 +86,9 @@ struct Waiting {
 }
 
 /// Registers a question to this caller in this session: its random id and where the answer
-/// arrives. `what`: the tool asked about (or the upstream's key of an input request).
-pub(super) fn register(
+/// arrives (with a store, through whichever instance it is sent to). `what`: the tool asked
+/// about (or the upstream's key of an input request).
+pub(super) async fn register(
     sh: &Shared,
     ctx: &Ctx,
     route: &Route,
@@ -67,17 +97,16 @@ pub(super) fn register(
 ) -> (u128, oneshot::Receiver<Value>) {
     let n: u128 = rand::random();
     let (tx, rx) = oneshot::channel();
-    sh.approvals.waiting().insert(
-        n,
-        Waiting {
-            caller: ctx.caller_key,
-            session: session_of(ctx),
-            route: route.index,
-            tool: what.to_string(),
-            input,
-            tx,
-        },
-    );
+    let w = Waiting {
+        caller: ctx.caller_key,
+        session: session_of(ctx),
+        route: route.index,
+        tool: what.to_string(),
+        input,
+        tx,
+    };
+    remote::ask(sh, n, &w).await;
+    sh.approvals.waiting().insert(n, w);
     (n, rx)
 }
 
@@ -85,15 +114,22 @@ pub(super) fn register(
 pub(super) fn forget(sh: &Shared, ids: impl IntoIterator<Item = u128>) {
     let mut waiting = sh.approvals.waiting();
     for n in ids {
-        waiting.remove(&n);
+        if waiting.remove(&n).is_some() {
+            remote::forget(sh, n);
+        }
     }
 }
 
 impl Approvals {
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Waiting>> {
-        self.waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.waiting)
+    }
+
+    fn handle(&self) -> Handle {
+        Handle {
+            instance: self.instance,
+            waiting: self.waiting.clone(),
+        }
     }
 }
 
@@ -145,7 +181,7 @@ pub async fn approve(
             "tool `{exposed}` needs the user's approval for each call, and this client cannot ask (it declared no elicitation support)"
         )).to(id));
     }
-    let (n, rx) = register(sh, ctx, route, exposed, false);
+    let (n, rx) = register(sh, ctx, route, exposed, false).await;
     let mut params = json!({
         "message": question(exposed, route, arguments),
         "requestedSchema": {
@@ -193,32 +229,52 @@ fn approves(answer: &Value) -> bool {
 }
 
 /// Delivers a client's answer to question `n` (an approval, or an input request the bridge
-/// relayed), if this caller, in this session, was asked it;
-/// anything else is an unknown id. The answer is recorded on `ctx` (who answered what).
-pub fn answer(sh: &Shared, ctx: &mut Ctx, n: &str, result: Value) -> Result<(), GatewayError> {
+/// relayed), if this caller, in this session, was asked it, here or (with a store) through
+/// another instance; anything else is an unknown id. The answer is recorded on `ctx` (who
+/// answered what).
+pub async fn answer(
+    sh: &Shared,
+    ctx: &mut Ctx,
+    n: &str,
+    result: Value,
+) -> Result<(), GatewayError> {
     let unknown = || GatewayError::from(Cause::UnknownResponse);
     let n = u128::from_str_radix(n, 16).map_err(|_| unknown())?;
-    let waiting = {
+    let here = {
         let mut all = sh.approvals.waiting();
-        let mine = all
-            .get(&n)
-            .is_some_and(|w| w.caller == ctx.caller_key && w.session == session_of(ctx));
-        if !mine {
-            return Err(unknown());
+        match all.get(&n) {
+            Some(w) if w.caller == ctx.caller_key && w.session == session_of(ctx) => all.remove(&n),
+            Some(_) => return Err(unknown()),
+            None => None,
         }
-        all.remove(&n).ok_or_else(unknown)?
     };
-    ctx.route = Some(waiting.route);
-    ctx.target = Some(waiting.tool);
-    if waiting.input {
+    let (route, tool, input, delivered) = match here {
+        Some(w) => {
+            remote::forget(sh, n);
+            let approved = approves(&result);
+            let delivered = w.tx.send(result).is_ok();
+            (w.route, w.tool, w.input, delivered.then_some(approved))
+        }
+        None => {
+            let approved = approves(&result);
+            let q = remote::answer(sh, ctx, n, result)
+                .await
+                .ok_or_else(unknown)?;
+            (q.route, q.tool, q.input, Some(approved))
+        }
+    };
+    ctx.route = Some(route);
+    ctx.target = Some(tool);
+    let approved = delivered.ok_or_else(unknown)?;
+    if input {
         // A relayed answer to an upstream's input request.
         ctx.method = "response";
-        return waiting.tx.send(result).map_err(|_| unknown());
+        return Ok(());
     }
     ctx.method = "approval";
-    if !approves(&result) {
+    if !approved {
         ctx.outcome = Some(Outcome::Refused);
         ctx.refused = Some("the user did not approve the call".into());
     }
-    waiting.tx.send(result).map_err(|_| unknown())
+    Ok(())
 }

@@ -100,7 +100,7 @@ pub async fn ask(
                 route.name
             )));
         }
-        let (n, rx) = approval::register(sh, ctx, route, key, true);
+        let (n, rx) = approval::register(sh, ctx, route, key, true).await;
         let ask_id = jsonrpc::to_raw(&format!("{INPUT_PREFIX}{n:032x}"));
         sse::write_event(
             &mut out,

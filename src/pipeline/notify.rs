@@ -96,7 +96,7 @@ pub async fn client_response(
             .result
             .and_then(|r| serde_json::from_str(r.get()).ok())
             .unwrap_or(Value::Null);
-        return approval::answer(sh, ctx, n, result);
+        return approval::answer(sh, ctx, n, result).await;
     }
     ctx.method = "response";
     let rest = id.strip_prefix(RELAY_PREFIX).ok_or_else(bad)?;
