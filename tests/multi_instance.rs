@@ -1,13 +1,15 @@
 //! Three gateway processes sharing keys and a real Redis (`sessions.store`, `limits.store`)
 //! behind nginx balancing round robin, started by the test: a session works whichever instance
 //! serves it, a route's bucket is one bucket for all three, an approval asked on one instance
-//! is answered through another (and only by the session asked), and a DELETE ends the session
-//! on every instance.
+//! is answered through another (and only by the session asked), a DELETE ends the session on
+//! every instance, and an OAuth login whose steps land on different instances completes once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use common::idp::Idp;
+use common::oauth::*;
 use common::redis::SESSION_KEY;
 use common::*;
 use futures::StreamExt;
@@ -31,9 +33,8 @@ impl Drop for Nginx {
 }
 
 /// Debian's nginx in the foreground as this user: one worker, so requests go round robin.
-async fn nginx(backends: &[&Gateway]) -> Nginx {
+async fn nginx(port: u16, backends: &[&Gateway]) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let servers: String = backends
         .iter()
         .map(|g| format!("server {};\n", g.base.trim_start_matches("http://")))
@@ -165,7 +166,7 @@ async fn three_instances_behind_a_balancer_behave_as_one() {
         Gateway::start(setup()),
         Gateway::start(setup()),
     ];
-    let lb = nginx(&[&gws[0], &gws[1], &gws[2]]).await;
+    let lb = nginx(free_port(), &[&gws[0], &gws[1], &gws[2]]).await;
 
     // Sessions: one session, calls through the balancer land on every instance.
     let client = open_asking(&lb.url).await;
@@ -227,5 +228,77 @@ async fn three_instances_behind_a_balancer_behave_as_one() {
             .rpc(r#"{"jsonrpc":"2.0","id":9,"method":"ping"}"#)
             .await;
         assert_eq!(status, 404, "ended on {}", gw.url);
+    }
+}
+
+#[tokio::test]
+async fn an_oauth_login_through_the_balancer_completes_once_whichever_instances_serve_it() {
+    let redis = common::redis::start();
+    let idp = Idp::start(true).await;
+    let alpha = spawn_upstream("alpha").await.unwrap();
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let extra = format!(
+        "public_url: {front}\nsessions:\n  keys: [{SESSION_KEY}]\n  store: redis://127.0.0.1:{}/0\n",
+        redis.port
+    );
+    let gws = [
+        oauth_gateway(&idp, &alpha.url, &extra),
+        oauth_gateway(&idp, &alpha.url, &extra),
+        oauth_gateway(&idp, &alpha.url, &extra),
+    ];
+    let lb = nginx(port, &[&gws[0], &gws[1], &gws[2]]).await;
+    idp.issue_as(
+        &lb.url,
+        json!({"sub": "alice"}),
+        &format!("{front}/oauth/callback"),
+    );
+    // Registration, consent page, consent, callback and token: round robin puts consecutive
+    // steps on different instances.
+    let web = no_redirects();
+    let client_id = register(&web, front.as_str(), REDIRECT).await;
+    let (to_idp, flow) = consent(&web, front.as_str(), &client_id, &[]).await;
+    let callback = through_idp(&web, &to_idp).await;
+    assert!(callback.starts_with(&front), "{callback}");
+    let back = web
+        .get(&callback)
+        .header("cookie", &flow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302, "the login completes");
+    let code = query(back.headers()["location"].to_str().unwrap())["code"].clone();
+    let granted = web
+        .post(format!("{front}/oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 200);
+    let tokens: Value = granted.json().await.unwrap();
+    let raw = Raw::open_with(&lb.url, tokens["access_token"].as_str()).await;
+    for i in 0..3 {
+        let (_, v) = raw.rpc(echo("alpha__echo", &format!("via lb {i}"))).await;
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            format!("alpha: via lb {i}")
+        );
+    }
+    // The callback again, whichever instance it reaches: the login state was used.
+    for _ in 0..3 {
+        let again = web
+            .get(&callback)
+            .header("cookie", &flow)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 400);
+        assert!(again.text().await.unwrap().contains("already used"));
     }
 }

@@ -72,8 +72,14 @@ impl Gateway {
         } else {
             "http"
         };
+        // A test may name the public URL itself (a balancer in front of several instances).
+        let public_url = if setup.extra.lines().any(|l| l.starts_with("public_url:")) {
+            String::new()
+        } else {
+            format!("public_url: {scheme}://127.0.0.1:{port}\n")
+        };
         let gateway_yaml = format!(
-            "listen: 127.0.0.1:{port}\npublic_url: {scheme}://127.0.0.1:{port}\nroutes_dir: ../routes\nmax_body_bytes: {}\n\
+            "listen: 127.0.0.1:{port}\n{public_url}routes_dir: ../routes\nmax_body_bytes: {}\n\
              admin:\n  listen: 127.0.0.1:0\n\
              server:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n{}\n",
             BODY_CAP, setup.extra

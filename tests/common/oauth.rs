@@ -93,9 +93,26 @@ pub fn oauth_gateway(idp: &Idp, upstream: &str, extra: &str) -> Gateway {
 
 pub const VERIFIER: &str = "verifier-verifier-verifier-verifier-verifier";
 
-pub async fn register(web: &reqwest::Client, gw: &Gateway, redirect: &str) -> String {
+/// Where a browser reaches the gateway: one instance, or a balancer in front of several.
+pub trait Front {
+    fn base(&self) -> &str;
+}
+
+impl Front for Gateway {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+impl Front for str {
+    fn base(&self) -> &str {
+        self
+    }
+}
+
+pub async fn register(web: &reqwest::Client, gw: &(impl Front + ?Sized), redirect: &str) -> String {
     let reg: Value = web
-        .post(format!("{}/oauth/register", gw.base))
+        .post(format!("{}/oauth/register", gw.base()))
         .json(&json!({"redirect_uris": [redirect], "client_name": "Some Client"}))
         .send()
         .await
@@ -106,9 +123,14 @@ pub async fn register(web: &reqwest::Client, gw: &Gateway, redirect: &str) -> St
     reg["client_id"].as_str().unwrap().to_string()
 }
 
-pub fn authorize(gw: &Gateway, client_id: &str, redirect: &str, extra: &[(&str, &str)]) -> String {
+pub fn authorize(
+    gw: &(impl Front + ?Sized),
+    client_id: &str,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
-    let mut u = url::Url::parse(&format!("{}/oauth/authorize", gw.base)).unwrap();
+    let mut u = url::Url::parse(&format!("{}/oauth/authorize", gw.base())).unwrap();
     u.query_pairs_mut()
         .append_pair("client_id", client_id)
         .append_pair("redirect_uri", redirect)
@@ -131,7 +153,7 @@ pub fn cookie(r: &reqwest::Response, name: &str) -> String {
 /// Consents in a fresh browser: the redirect to the IdP and that browser's flow cookie.
 pub async fn consent(
     web: &reqwest::Client,
-    gw: &Gateway,
+    gw: &(impl Front + ?Sized),
     client_id: &str,
     extra: &[(&str, &str)],
 ) -> (String, String) {
@@ -146,7 +168,7 @@ pub async fn consent(
     let csrf = cookie(&page, "__Host-mcp-edge-csrf");
     let html = page.text().await.unwrap();
     let consented = web
-        .post(format!("{}/oauth/consent", gw.base))
+        .post(format!("{}/oauth/consent", gw.base()))
         .header("cookie", csrf)
         .form(&[
             ("request", hidden(&html, "request")),
