@@ -12,27 +12,6 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
-/// A session whose client declared elicitation support (it can be asked for approvals).
-async fn open_asking(url: &str) -> Raw {
-    let mut raw = Raw {
-        client: http(),
-        url: url.to_string(),
-        session: None,
-        version: "2025-11-25".into(),
-        bearer: None,
-    };
-    let resp = raw
-        .post(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"asking","version":"1"}}}"#)
-        .await;
-    raw.session = resp
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    raw.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await;
-    raw
-}
-
 fn answer_to(id: &str, approve: bool) -> String {
     json!({"jsonrpc":"2.0","id":id,"result":{"action":"accept","content":{"approve":approve}}})
         .to_string()
@@ -50,8 +29,8 @@ async fn nobody_but_the_asked_caller_can_answer_an_approval() {
         )],
         extra: &audit_jsonl(dir.path()),
     });
-    let alice = open_asking(&gw.url).await;
-    let bob = open_asking(&gw.url).await;
+    let alice = Raw::open_asking(&gw.url).await;
+    let bob = Raw::open_asking(&gw.url).await;
     let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"<b>wire 1M</b>"}}});
     let resp = alice.post(call.to_string()).await;
     assert_eq!(resp.status(), 200);

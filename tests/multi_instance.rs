@@ -72,25 +72,6 @@ async fn nginx(port: u16, backends: &[&Gateway]) -> Nginx {
     }
 }
 
-async fn open_asking(url: &str) -> Raw {
-    let mut raw = Raw {
-        client: http(),
-        url: url.to_string(),
-        session: None,
-        version: "2025-11-25".into(),
-        bearer: None,
-    };
-    let resp = raw
-        .post(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"asking","version":"1"}}}"#)
-        .await;
-    assert_eq!(resp.status(), 200);
-    raw.session = resp
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    raw
-}
-
 fn at(raw: &Raw, url: &str) -> Raw {
     let mut r = raw.clone_session();
     r.url = url.to_string();
@@ -169,7 +150,7 @@ async fn three_instances_behind_a_balancer_behave_as_one() {
     let lb = nginx(free_port(), &[&gws[0], &gws[1], &gws[2]]).await;
 
     // Sessions: one session, calls through the balancer land on every instance.
-    let client = open_asking(&lb.url).await;
+    let client = Raw::open_asking(&lb.url).await;
     let names = client.tool_names().await;
     assert!(
         names.contains(&"alpha__echo".to_string()) && names.contains(&"beta__echo".to_string())
@@ -203,7 +184,7 @@ async fn three_instances_behind_a_balancer_behave_as_one() {
     // session through instance 2 is an unknown id.
     let on_0 = at(&client, &gws[0].url);
     let (id, stream) = asked(&on_0, "pay 1").await;
-    let other = open_asking(&gws[2].url).await;
+    let other = Raw::open_asking(&gws[2].url).await;
     assert_eq!(other.post(yes(&id)).await.status(), 400);
     assert_eq!(at(&client, &gws[1].url).post(yes(&id)).await.status(), 202);
     assert!(rest(stream).await.contains("beta: pay 1"));
@@ -215,13 +196,7 @@ async fn three_instances_behind_a_balancer_behave_as_one() {
     assert!(rest(stream).await.contains("beta: pay 2"));
 
     // DELETE through the balancer ends the session on every instance.
-    let deleted = client
-        .client
-        .delete(&lb.url)
-        .header("mcp-session-id", client.session.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let deleted = client.delete_session().await;
     assert_eq!(deleted.status(), 200);
     for gw in &gws {
         let (status, _) = at(&client, &gw.url)
@@ -268,18 +243,7 @@ async fn an_oauth_login_through_the_balancer_completes_once_whichever_instances_
         .unwrap();
     assert_eq!(back.status(), 302, "the login completes");
     let code = query(back.headers()["location"].to_str().unwrap())["code"].clone();
-    let granted = web
-        .post(format!("{front}/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let granted = redeem(&web, front.as_str(), &client_id, &code).await;
     assert_eq!(granted.status(), 200);
     let tokens: Value = granted.json().await.unwrap();
     let raw = Raw::open_with(&lb.url, tokens["access_token"].as_str()).await;

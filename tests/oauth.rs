@@ -341,18 +341,7 @@ async fn the_generic_profile_reads_the_idps_endpoints_from_its_discovery_documen
         .await
         .unwrap();
     let code = query(to_client.headers()["location"].to_str().unwrap())["code"].clone();
-    let granted = web
-        .post(format!("{}/oauth/token", gw.base))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &client_id),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let granted = redeem(&web, &gw, &client_id, &code).await;
     assert_eq!(granted.status(), 200, "the discovered token_endpoint");
     let tokens: Value = granted.json().await.unwrap();
     let raw = Raw::open_with(&gw.url, tokens["access_token"].as_str()).await;

@@ -79,18 +79,8 @@ async fn a_refresh_token_works_only_for_the_client_it_was_issued_to() {
         .await
         .unwrap();
     let code = query(to_client.headers()["location"].to_str().unwrap())["code"].clone();
-    let tokens: Value = web
-        .post(format!("{}/oauth/token", gw.base))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", &alice_app),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
+    let tokens: Value = redeem(&web, &gw, &alice_app, &code)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

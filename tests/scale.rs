@@ -179,13 +179,7 @@ async fn with_a_store_two_instances_share_one_upstream_session_per_client_sessio
     assert_eq!(up.total("initialize"), inits + 1);
     // DELETE through the other instance ends the upstream session too, and the client
     // session on both instances.
-    let deleted = on_b
-        .client
-        .delete(&b.url)
-        .header("mcp-session-id", on_b.session.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let deleted = on_b.delete_session().await;
     assert_eq!(deleted.status(), 200);
     let gone = up.counts.lock().unwrap().deleted.clone();
     assert_eq!(gone, vec![session.unwrap()]);

@@ -41,13 +41,7 @@ async fn a_deleted_session_stays_ended_on_every_instance_and_after_a_restart() {
     let on_a = Raw::open(&a.url).await;
     let on_b = on(&b, &on_a);
     assert_eq!(on_b.rpc(PING).await.0, 200, "sealed sessions work anywhere");
-    let deleted = on_a
-        .client
-        .delete(&a.url)
-        .header("mcp-session-id", on_a.session.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let deleted = on_a.delete_session().await;
     assert_eq!(deleted.status(), 200);
     assert_eq!(on_a.rpc(PING).await.0, 404);
     assert_eq!(

@@ -12,7 +12,6 @@ use super::raw::{CatalogScope, IdentityMode, RawAuthMode, RawGateway, RawRoute};
 use super::security;
 use super::snapshot::{Route, Snapshot, Timeouts};
 use crate::limits::{Limiter, Rate};
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt;
@@ -253,22 +252,7 @@ fn compile_parsed(
             "needs `auth.mode: jwt` (the gateway validates the tokens it brokers)",
         );
     }
-    let mut session_keys = Vec::new();
-    for (i, k) in raw.sessions.keys.iter().enumerate() {
-        let path = format!("sessions.keys[{i}]");
-        let k = security::expand_secrets(k, &path, &mut errs, security::Scope::Gateway);
-        match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                session_keys.push(key);
-            }
-            _ => errs.push(
-                &path,
-                "must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)",
-            ),
-        }
-    }
+    let session_keys = security::session_keys(&raw.sessions.keys, &mut errs);
     if raw.admin.listen.parse::<std::net::SocketAddr>().is_err() {
         errs.push(
             "admin.listen",

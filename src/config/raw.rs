@@ -2,8 +2,10 @@
 //! unknown fields, and nothing here is used at runtime; `compile.rs` turns these into a snapshot.
 
 mod route;
+mod tls;
 
 pub use route::*;
+pub use tls::*;
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -61,35 +63,6 @@ pub struct RawGateway {
     /// TLS on the MCP listener (unset: plain HTTP, e.g. behind a TLS-terminating balancer).
     #[serde(default)]
     pub tls: Option<RawTls>,
-}
-
-/// `tls:` certificates of the MCP listener, PEM files relative to this file. Each file is read at
-/// every (re)load; a changed file reloads it, and handshakes in flight keep the old one.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    /// The default certificate's chain (leaf first) and its key: the one served when SNI names
-    /// none of the others.
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// More certificates, chosen by SNI against each one's DNS names.
-    #[serde(default)]
-    pub more: Vec<RawCertificate>,
-    /// Offer HTTP/2 by ALPN (HTTP/1.1 stays offered).
-    #[serde(default = "yes")]
-    pub http2: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// One certificate chain and its private key, PEM.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCertificate {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 fn default_routes_dir() -> PathBuf {

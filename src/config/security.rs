@@ -7,6 +7,7 @@ use super::snapshot::{
     AuditSettings, AuthSettings, Claims, IdentitySettings, JwtSettings, KeySource, SinkSettings,
 };
 use crate::policy::{AccessScopes, RoutePolicy, ToolRule};
+use base64::Engine;
 use jsonwebtoken::Algorithm;
 use std::collections::HashMap;
 use std::path::Path;
@@ -360,4 +361,25 @@ pub fn compile_route_security(
         headers,
         tenant_headers,
     }
+}
+
+/// `sessions.keys`: base64 32-byte keys, secrets expanded.
+pub fn session_keys(keys: &[String], errs: &mut Errors) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let path = format!("sessions.keys[{i}]");
+        let k = expand_secrets(k, &path, errs, Scope::Gateway);
+        match base64::engine::general_purpose::STANDARD.decode(k.trim()) {
+            Ok(bytes) if bytes.len() == 32 => {
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&bytes);
+                out.push(key);
+            }
+            _ => errs.push(
+                &path,
+                "must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)",
+            ),
+        }
+    }
+    out
 }

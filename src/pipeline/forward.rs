@@ -148,7 +148,7 @@ pub async fn call(
             to_stateless,
         );
         call.rw.client_token = client_token.clone();
-        call.param_headers = param_headers(listing, &params);
+        call.param_headers = crate::mcp::params::for_call(listing, &params);
         let deadline = Instant::now() + route.timeout;
         let step = match (resumed.take(), link) {
             (Some(h), _) => {
@@ -190,24 +190,6 @@ pub async fn call(
         }
         Err(e) => Err(e),
     }
-}
-
-/// The `Mcp-Param-*` headers a call to a tool with `x-mcp-header` annotations carries upstream.
-fn param_headers(
-    listing: Option<&serde_json::Value>,
-    params: &RawParams<'_>,
-) -> Vec<(String, String)> {
-    let Some(annotations) = listing
-        .and_then(|l| crate::mcp::params::annotations(&l["inputSchema"]).ok())
-        .filter(|a| !a.is_empty())
-    else {
-        return Vec::new();
-    };
-    let arguments = params
-        .get("arguments")
-        .and_then(|a| serde_json::from_str(a.get()).ok())
-        .unwrap_or(serde_json::Value::Null);
-    crate::mcp::params::headers_for(&annotations, &arguments)
 }
 
 /// One upstream request of a call: the body for each era's link and the answer's rewriter;

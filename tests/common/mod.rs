@@ -355,6 +355,21 @@ impl Raw {
 
     /// A session over the given client (TLS roots, HTTP versions).
     pub async fn open_over(client: reqwest::Client, url: &str, bearer: Option<&str>) -> Raw {
+        Raw::open_declaring(client, url, bearer, "{}").await
+    }
+
+    /// A session whose client declared elicitation support (it can be asked for approvals).
+    pub async fn open_asking(url: &str) -> Raw {
+        Raw::open_declaring(http(), url, None, r#"{"elicitation":{}}"#).await
+    }
+
+    /// A session whose client declared `capabilities` (JSON) at initialize.
+    pub async fn open_declaring(
+        client: reqwest::Client,
+        url: &str,
+        bearer: Option<&str>,
+        capabilities: &str,
+    ) -> Raw {
         let mut raw = Raw {
             client,
             url: url.to_string(),
@@ -363,7 +378,7 @@ impl Raw {
             bearer: bearer.map(String::from),
         };
         let resp = raw
-            .post(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+            .post(format!(r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"clientInfo":{{"name":"raw","version":"1"}}}}}}"#))
             .await;
         assert_eq!(resp.status(), 200);
         raw.session = resp
@@ -393,6 +408,17 @@ impl Raw {
             b = b.header("authorization", format!("Bearer {t}"));
         }
         b
+    }
+
+    /// Ends the session (DELETE).
+    pub async fn delete_session(&self) -> reqwest::Response {
+        let session = self.session.as_deref().expect("a session to end");
+        self.client
+            .delete(&self.url)
+            .header("mcp-session-id", session)
+            .send()
+            .await
+            .expect("DELETE")
     }
 
     pub async fn post(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {

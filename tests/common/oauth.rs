@@ -195,3 +195,23 @@ pub async fn through_idp(web: &reqwest::Client, to_idp: &str) -> String {
     assert_eq!(back.status(), 302, "the IdP signs the user in");
     back.headers()["location"].to_str().unwrap().to_string()
 }
+
+/// Redeems a login's `code` at the gateway's token endpoint (the test's verifier and redirect).
+pub async fn redeem(
+    web: &reqwest::Client,
+    gw: &(impl Front + ?Sized),
+    client_id: &str,
+    code: &str,
+) -> reqwest::Response {
+    web.post(format!("{}/oauth/token", gw.base()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
