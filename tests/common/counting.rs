@@ -75,7 +75,11 @@ pub async fn start() -> Counting {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A backlog as deep as a production server's (tokio's default is 128): a fresh gateway opens
+    // one connection per route at once, and 200 routes here share this one listener.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let listener = socket.listen(1024).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Counting {
