@@ -6,12 +6,14 @@
 //! is the purpose-built upstream it starts (rmcp, an `echo` tool, JSON answers).
 
 mod conns;
+mod features;
 mod floor;
 mod load;
 mod procs;
 mod report;
 
 use anyhow::{Context, Result, bail};
+use features::{ALL, Idp, OFF};
 use load::{Kind, Run, Target};
 use procs::{spawn_gateway, spawn_nginx, spawn_upstream};
 use std::collections::BTreeMap;
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
         ),
         Some("run") | None => run(args.iter().any(|a| a == "--quick")),
         Some("load") => load_only(&args[1..]),
+        Some("features") => features::run(args.iter().any(|a| a == "--quick")),
         Some("conns") => conns::run(args.get(1).map_or(Ok(5000), |n| n.parse())?),
         Some("pingora") => floor::pingora_proxy(
             args.get(1).context("LISTEN")?,
@@ -105,42 +108,18 @@ fn run(quick: bool) -> Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let (up_proc, up_url) = spawn_upstream(&me, "json")?;
     let (nginx_proc, nginx_url) = spawn_nginx(&tmp, &up_url)?;
-    let (off_proc, off_url) = spawn_gateway(
+    let idp = Idp::new(&tmp)?;
+    let (pingora_proc, pingora) = features::spawn_pingora(&me, &up_url)?;
+    let (off_proc, off) =
+        features::spawn(&gateway_bin, &tmp, "mcp-edge (all off)", OFF, &up_url, &idp)?;
+    let (on_proc, on) = features::spawn(
         &gateway_bin,
         &tmp,
-        "off",
-        "",
-        &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")],
+        "mcp-edge (JWT+policy+limits+audit)",
+        ALL,
+        &up_url,
+        &idp,
     )?;
-
-    // Everything on: JWTs from a static JWKS (EdDSA), group visibility and per-class scopes,
-    // generous limits that never refuse, a JSONL audit trail.
-    let idp = mcp_edge::auth::minted::Minter::generate();
-    std::fs::write(tmp.join("jwks.json"), idp.jwks().to_string())?;
-    let on_extra = format!(
-        "auth:\n  mode: jwt\n  issuer: bench-idp\n  jwks_file: {}\n  algorithms: [EdDSA]\n\
-         limits: {{ per_user_rpm: 100000000, burst: 1000000 }}\n\
-         audit:\n  hmac_key: bench-audit-key-0123456789\n  sinks:\n    - jsonl: {{ dir: {}, fsync: interval }}\n",
-        tmp.join("jwks.json").display(),
-        tmp.join("audit").display()
-    );
-    let on_route = "visibility: [bench]\naccess: { read: [mcp:read], write: [mcp:write] }\nlimits: { per_user_rpm: 100000000, burst: 1000000 }";
-    let (on_proc, on_url) = spawn_gateway(
-        &gateway_bin,
-        &tmp,
-        "on",
-        &on_extra,
-        &[("bench".into(), up_url.clone(), on_route)],
-    )?;
-    let caller = mcp_edge::policy::Caller {
-        subject: "bench-user".into(),
-        groups: vec!["bench".into()],
-        scopes: vec!["mcp:read".into(), "mcp:write".into()],
-        tenant: None,
-        client_id: None,
-    };
-    let token = idp.mint("bench-idp", &caller, &on_url, Duration::from_secs(3600));
-
     let mut targets = vec![
         Target::new("direct", &up_url, "", None, vec![up_proc.0.id()]),
         Target::new(
@@ -150,58 +129,22 @@ fn run(quick: bool) -> Result<()> {
             None,
             procs::with_children(nginx_proc.0.id()),
         ),
-        Target::new(
-            "mcp-edge (all off)",
-            &off_url,
-            "bench__",
-            None,
-            vec![off_proc.0.id()],
-        ),
-        Target::new(
-            "mcp-edge (JWT+policy+limits+audit)",
-            &on_url,
-            "bench__",
-            Some(token),
-            vec![on_proc.0.id()],
-        ),
+        pingora,
+        off,
+        on,
     ];
     // Another build of the gateway (say, the commit before a change) measured in the same run.
     let mut before_procs = Vec::new();
     if let Some(before) = std::env::var_os("MCP_EDGE_BENCH_BEFORE") {
         let before = Path::new(&before);
-        let (p, url) = spawn_gateway(
-            before,
-            &tmp,
-            "before-off",
-            "",
-            &[("bench".into(), up_url.clone(), "visibility: [\"*\"]")],
-        )?;
-        targets.push(Target::new(
-            "before: mcp-edge (all off)",
-            &url,
-            "bench__",
-            None,
-            vec![p.0.id()],
-        ));
-        before_procs.push(p);
-        let audit_dir = tmp.join("audit").display().to_string();
-        let on_extra = on_extra.replace(&audit_dir, &format!("{audit_dir}-before"));
-        let (p, url) = spawn_gateway(
-            before,
-            &tmp,
-            "before-on",
-            &on_extra,
-            &[("bench".into(), up_url.clone(), on_route)],
-        )?;
-        let token = idp.mint("bench-idp", &caller, &url, Duration::from_secs(3600));
-        targets.push(Target::new(
-            "before: mcp-edge (JWT+policy+limits+audit)",
-            &url,
-            "bench__",
-            Some(token),
-            vec![p.0.id()],
-        ));
-        before_procs.push(p);
+        for (name, f) in [
+            ("before: mcp-edge (all off)", OFF),
+            ("before: mcp-edge (JWT+policy+limits+audit)", ALL),
+        ] {
+            let (p, t) = features::spawn(before, &tmp, name, f, &up_url, &idp)?;
+            targets.push(t);
+            before_procs.push(p);
+        }
     }
     let rounds = if quick { 1 } else { 3 };
     let secs = if quick { 1.5 } else { 3.0 };
@@ -259,7 +202,7 @@ fn run(quick: bool) -> Result<()> {
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
     std::fs::write(&out, md)?;
     eprintln!("wrote {}", out.display());
-    drop((on_proc, off_proc, nginx_proc, before_procs));
+    drop((on_proc, off_proc, pingora_proc, nginx_proc, before_procs));
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

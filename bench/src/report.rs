@@ -75,7 +75,8 @@ pub fn render(
          `progress` answers over SSE after 3 progress notifications), in its own process.\n\
          - Targets, in one run and interleaved (A B C D, A B C D, …; {rounds} round(s) of {secs} s each, medians): \
          the upstream **direct**; **nginx** (Debian, 2 workers, keep-alive upstream pool, no buffering) as a plain reverse proxy \
-         that parses nothing; **mcp-edge (all off)** (2 threads, no auth, no limits, no audit); **mcp-edge (JWT+policy+limits+audit)** \
+         that parses nothing; a **plain Pingora proxy** (`mcp-edge-bench pingora`: the same Pingora and patched pingora-core, 2 threads, \
+         parses nothing), the floor mcp-edge is measured against; **mcp-edge (all off)** (2 threads, no auth, no limits, no audit); **mcp-edge (JWT+policy+limits+audit)** \
          (EdDSA JWTs checked against a JWKS, group visibility and per-class scopes, token buckets on caller and route, \
          a JSONL audit sink with `fsync: interval`).\n\
          - Load: closed loop; each virtual client has its own connection, performs the MCP handshake \
@@ -88,15 +89,16 @@ pub fn render(
     );
     let direct = 0;
     let nginx = 1;
+    let pingora = 2;
     for (si, (name, _, _)) in scenarios.iter().enumerate() {
         let _ = writeln!(md, "## {name}\n");
         let _ = writeln!(
             md,
-            "| target | req/s | p50 µs | p90 µs | p99 µs | max µs | errors | CPU µs/req | peak RSS KiB | req/s vs direct | req/s vs nginx | CPU vs nginx | p99 added over direct |"
+            "| target | req/s | p50 µs | p90 µs | p99 µs | max µs | errors | CPU µs/req | peak RSS KiB | req/s vs nginx | req/s vs Pingora | CPU vs nginx | CPU vs Pingora | p99 added over direct |"
         );
         let _ = writeln!(
             md,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         let med = |ti: usize, f: &dyn Fn(&Run) -> f64| {
             median(
@@ -119,7 +121,7 @@ pub fn render(
             };
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} | {} |",
                 t.name,
                 rps,
                 med(ti, &|r| r.p50_us as f64),
@@ -129,12 +131,17 @@ pub fn render(
                 med(ti, &|r| r.errors as f64),
                 cpu,
                 med(ti, &|r| r.peak_rss_kb as f64),
-                ratio(rps, med(direct, &|r| r.rps)),
                 ratio(rps, med(nginx, &|r| r.rps)),
+                ratio(rps, med(pingora, &|r| r.rps)),
                 if ti == direct {
                     "-".to_string()
                 } else {
                     ratio(cpu, med(nginx, &|r| r.cpu_us_per_req))
+                },
+                if ti == direct {
+                    "-".to_string()
+                } else {
+                    ratio(cpu, med(pingora, &|r| r.cpu_us_per_req))
                 },
                 if ti == direct {
                     "-".to_string()
