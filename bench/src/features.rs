@@ -153,6 +153,30 @@ pub fn spawn_pingora(me: &Path, upstream: &str) -> Result<(Proc, Target)> {
     Ok((p, target))
 }
 
+/// `serve off|on`: an upstream and one gateway with everything off or on, for `perf`; prints
+/// `load` arguments for that gateway (URL, tool prefix, pid, token) and runs until killed.
+pub fn serve(which: &str) -> Result<()> {
+    let me = std::env::current_exe()?;
+    let bin = me.parent().context("exe dir")?.join("mcp-edge");
+    let tmp = std::env::temp_dir().join(format!("mcp-edge-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let (up, up_url) = spawn_upstream(&me, "json")?;
+    let idp = Idp::new(&tmp)?;
+    let f = if which == "on" { ALL } else { OFF };
+    let (gw, t) = spawn(&bin, &tmp, "serve", f, &up_url, &idp)?;
+    println!(
+        "load {} bench__ 16 10 {} {}",
+        t.url,
+        gw.0.id(),
+        t.token.as_deref().unwrap_or("")
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    drop((gw, up));
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)

@@ -29,6 +29,7 @@ fn main() -> Result<()> {
         ),
         Some("run") | None => run(args.iter().any(|a| a == "--quick")),
         Some("load") => load_only(&args[1..]),
+        Some("serve") => features::serve(args.get(1).map_or("on", String::as_str)),
         Some("features") => features::run(args.iter().any(|a| a == "--quick")),
         Some("conns") => conns::run(args.get(1).map_or(Ok(5000), |n| n.parse())?),
         Some("pingora") => floor::pingora_proxy(
@@ -42,7 +43,7 @@ fn main() -> Result<()> {
     }
 }
 
-/// One closed loop against a URL, for profiling: `load URL PREFIX CONCURRENCY SECONDS [PID]`.
+/// One closed loop against a URL, for profiling: `load URL PREFIX CONCURRENCY SECONDS [PID [TOKEN]]`.
 fn load_only(args: &[String]) -> Result<()> {
     let url = args.first().context("URL")?;
     let prefix: &'static str = if args.get(1).is_some_and(|p| p == "bench__") {
@@ -58,7 +59,8 @@ fn load_only(args: &[String]) -> Result<()> {
         .transpose()?
         .into_iter()
         .collect();
-    let t = Target::new("target", url, prefix, None, pids);
+    let token = args.get(5).filter(|t| !t.is_empty()).cloned();
+    let t = Target::new("target", url, prefix, token, pids);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
