@@ -8,6 +8,7 @@
 pub mod chain;
 mod jsonl;
 mod postgres;
+pub mod shape;
 pub mod verify;
 
 use crate::config::raw::WhenFull;
@@ -15,10 +16,8 @@ use crate::config::snapshot::{AuditSettings, SinkSettings};
 use crate::metrics::Metrics;
 use crate::policy::Caller;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use serde_json::{Map, Value};
-use sha2::Sha256;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -62,8 +61,8 @@ pub struct Record {
     pub method: String,
     pub route: Option<String>,
     pub target: Option<String>,
-    /// Keys and JSON types; each value as a keyed HMAC, never the value.
-    pub arguments: Value,
+    /// Keys and JSON types; each value as a keyed HMAC, never the value (`shape`).
+    pub arguments: Option<Box<RawValue>>,
     pub decision: &'static str,
     pub reason: Option<String>,
     pub outcome: String,
@@ -202,7 +201,13 @@ impl Audit {
                     interval: settings.anchor_interval,
                     sinks: sinks.into_iter().map(ChainedSink::new).collect(),
                 };
-                runtime.block_on(write_loop(rx, chain, key, metrics, depth))
+                runtime.block_on(write_loop(
+                    rx,
+                    chain,
+                    shape::Keyed::new(&key),
+                    metrics,
+                    depth,
+                ))
             })
             .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -254,15 +259,15 @@ trait Sink: Send {
     fn name(&self) -> &'static str;
     /// Where the stored chain ends (at open).
     fn head(&self) -> chain::Head;
-    async fn write(&mut self, records: &[Chained], metrics: &Metrics);
+    async fn write(&mut self, records: &[Chained<'_>], metrics: &Metrics);
     /// Publishes the chain head outside the trail. Failures are logged; the next anchor retries.
     async fn anchor(&mut self, anchor: &chain::Anchor);
     async fn housekeeping(&mut self) {}
 }
 
 /// A record with its place in one sink's chain.
-pub struct Chained {
-    pub record: Record,
+pub struct Chained<'r> {
+    pub record: &'r Record,
     pub line: String,
     pub hash: String,
 }
@@ -294,14 +299,15 @@ struct Chain {
 }
 
 impl Chain {
-    async fn write(&mut self, pending: &[Pending], shape_key: &[u8], metrics: &Metrics) {
+    /// Shapes each record once, then chains and writes it in every sink.
+    async fn write(&mut self, pending: Vec<Pending>, shape_key: &shape::Keyed, metrics: &Metrics) {
+        let mut shaped: Vec<Record> = pending.into_iter().map(|p| shape(p, shape_key)).collect();
         for s in &mut self.sinks {
             let mut head = s.head.clone();
-            let records: Vec<Chained> = pending
-                .iter()
-                .map(|p| {
-                    let mut record = shape(p, shape_key);
-                    let (line, next) = chain::link(&mut record, &head, &self.key);
+            let records: Vec<Chained> = shaped
+                .iter_mut()
+                .map(|record| {
+                    let (line, next) = chain::link(record, &head, &self.key);
                     let hash = next.hash.clone();
                     head = next;
                     Chained { record, line, hash }
@@ -343,17 +349,17 @@ impl Chain {
 async fn write_loop(
     mut rx: mpsc::Receiver<Message>,
     mut chain: Chain,
-    key: Vec<u8>,
+    key: shape::Keyed,
     metrics: Arc<Metrics>,
     depth: mpsc::Sender<Message>,
 ) {
-    let mut batch = Vec::with_capacity(512);
+    let mut batch = Vec::with_capacity(BATCH);
     let mut housekeeping = tokio::time::interval(Duration::from_secs(3600));
     let mut anchoring = tokio::time::interval(chain.interval);
     loop {
         batch.clear();
         let n = tokio::select! {
-            n = rx.recv_many(&mut batch, 512) => n,
+            n = rx.recv_many(&mut batch, BATCH) => n,
             _ = anchoring.tick() => {
                 chain.anchor_all().await;
                 continue;
@@ -369,6 +375,7 @@ async fn write_loop(
             chain.anchor_all().await;
             return;
         }
+        gather(&mut rx, &mut batch).await;
         let finish = batch.iter().any(|m| matches!(m, Message::Finish));
         let pending: Vec<Pending> = batch
             .drain(..)
@@ -381,7 +388,7 @@ async fn write_loop(
             .audit_queue_depth
             .set((depth.max_capacity() - depth.capacity()) as i64);
         if !pending.is_empty() {
-            chain.write(&pending, &key, &metrics).await;
+            chain.write(pending, &key, &metrics).await;
         }
         if finish && rx.is_empty() {
             chain.anchor_all().await;
@@ -390,139 +397,58 @@ async fn write_loop(
     }
 }
 
-/// The arguments of a request body as sent, unparsed (any depth: raw values are skipped
-/// without recursion).
-pub fn raw_arguments(body: &[u8]) -> Option<&serde_json::value::RawValue> {
-    #[derive(serde::Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        params: Option<Params<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Params<'a> {
-        #[serde(borrow)]
-        arguments: Option<&'a serde_json::value::RawValue>,
-    }
-    serde_json::from_slice::<Body>(body).ok()?.params?.arguments
-}
+/// Most records a batch holds.
+const BATCH: usize = 512;
 
-/// The shape of a call's arguments: absent when none were sent; an explicit marker (never
-/// `null`) when they nest deeper than JSON values are read here.
-pub fn arguments_of(body: Option<&Bytes>, key: &[u8]) -> Value {
-    let Some(raw) = body.and_then(|b| raw_arguments(b)) else {
-        return Value::Null;
-    };
-    match serde_json::from_str::<Value>(raw.get()) {
-        Ok(v) => argument_shape(&v, key),
-        Err(_) => serde_json::json!({"cut": "nested deeper than 128 levels; not shaped"}),
+/// How long the writer lets records gather after the first one of a batch. While it waits no
+/// waker is registered, so senders do not wake its thread per record (an eventfd write on the
+/// data path each time): at 10 000 calls/s that is ~200 wake-ups instead of 10 000, and one
+/// write per ~50 records. Records reach the sink at most this much later.
+const GATHER: Duration = Duration::from_millis(5);
+
+/// Tops up a batch that is not full (and not the last) with what arrives within `GATHER`.
+async fn gather(rx: &mut mpsc::Receiver<Message>, batch: &mut Vec<Message>) {
+    if batch.len() >= BATCH || batch.iter().any(|m| matches!(m, Message::Finish)) {
+        return;
+    }
+    tokio::time::sleep(GATHER).await;
+    while batch.len() < BATCH {
+        match rx.try_recv() {
+            Ok(m) => batch.push(m),
+            Err(_) => return,
+        }
     }
 }
 
 /// A pending record made whole: time, caller, argument shape.
-fn shape(p: &Pending, key: &[u8]) -> Record {
-    let arguments = arguments_of(p.body.as_ref(), key);
+fn shape(p: Pending, key: &shape::Keyed) -> Record {
+    let arguments = shape::arguments_of(p.body.as_deref(), key);
     let caller = p.caller.as_deref();
     Record {
         prev: String::new(),
         seq: 0,
         key: String::new(),
         time: humantime::format_rfc3339_millis(p.at).to_string(),
-        request_id: p.request_id.clone(),
-        session: p.session.map(|s| format!("{s:032x}")),
+        request_id: p.request_id,
+        session: p.session.map(|s| hex::encode(s.to_be_bytes())),
         subject: caller.map(|c| c.subject.clone()),
         groups: caller.map(|c| c.groups.clone()).unwrap_or_default(),
         tenant: caller.and_then(|c| c.tenant.clone()),
         client_id: caller.and_then(|c| c.client_id.clone()),
         method: p.method.to_string(),
-        route: p.route.clone(),
-        target: p.target.clone(),
+        route: p.route,
+        target: p.target,
         arguments,
         decision: if p.refused.is_some() {
             "refused"
         } else {
             "allowed"
         },
-        reason: p.refused.clone(),
+        reason: p.refused,
         outcome: p.outcome.to_string(),
         upstream_status: p.upstream_status,
         latency_ms: p.latency.as_secs_f64() * 1000.0,
         bytes_in: p.bytes_in,
         bytes_out: p.bytes_out,
-    }
-}
-
-/// How deep argument shapes go; deeper values are a `{type, cut}` marker.
-const SHAPE_DEPTH: usize = 32;
-
-/// Keys and JSON types of the arguments; every leaf value becomes `{type, hmac}`, and anything
-/// nested deeper than `SHAPE_DEPTH` a `{type, cut}` marker.
-pub fn argument_shape(v: &Value, key: &[u8]) -> Value {
-    shape_at(v, key, 0)
-}
-
-fn shape_at(v: &Value, key: &[u8], depth: usize) -> Value {
-    match v {
-        Value::Object(_) | Value::Array(_) if depth >= SHAPE_DEPTH => serde_json::json!({
-            "type": if v.is_object() { "object" } else { "array" },
-            "cut": format!("deeper than {SHAPE_DEPTH} levels"),
-        }),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), shape_at(v, key, depth + 1)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|i| shape_at(i, key, depth + 1)).collect())
-        }
-        leaf => {
-            let kind = match leaf {
-                Value::Null => "null",
-                Value::Bool(_) => "boolean",
-                Value::Number(_) => "number",
-                _ => "string",
-            };
-            let digest = hmac(key, leaf.to_string().as_bytes());
-            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            serde_json::json!({"type": kind, "hmac": hex})
-        }
-    }
-}
-
-/// HMAC-SHA256 of `bytes` under `key`.
-pub(crate) fn hmac(key: &[u8], bytes: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length: `new_from_slice` cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key)
-        .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
-    mac.update(bytes);
-    mac.finalize().into_bytes().into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn shapes_keep_keys_and_types_and_hide_values() {
-        let args = json!({"table": "salaries", "limit": 5, "filters": [{"ssn": "123-45-6789"}], "dry": true});
-        let shape = argument_shape(&args, b"0123456789abcdef");
-        let text = shape.to_string();
-        assert!(
-            !text.contains("salaries") && !text.contains("123-45-6789"),
-            "{text}"
-        );
-        assert_eq!(shape["limit"]["type"], "number");
-        assert_eq!(shape["filters"][0]["ssn"]["type"], "string");
-        assert_eq!(shape["dry"]["type"], "boolean");
-        assert_eq!(
-            shape["table"],
-            argument_shape(&json!("salaries"), b"0123456789abcdef"),
-            "same value, same HMAC"
-        );
-        assert_ne!(
-            shape["table"],
-            argument_shape(&json!("salaries"), b"another key 12345"),
-            "keyed"
-        );
     }
 }

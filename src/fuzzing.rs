@@ -121,14 +121,22 @@ pub fn config(data: &[u8]) {
 /// The audit record's argument shaper: arguments that were sent are never recorded as `null`,
 /// and the shape never nests much deeper than the cut.
 pub fn audit_shape(data: &[u8]) {
-    let body = bytes::Bytes::copy_from_slice(data);
-    let shaped = crate::audit::arguments_of(Some(&body), b"fuzz-audit-key-0123");
-    if crate::audit::raw_arguments(data).is_some() {
-        assert!(
-            !shaped.is_null(),
-            "sent arguments are never recorded as null"
-        );
-    }
+    use crate::audit::shape;
+    let key = shape::Keyed::new(b"fuzz-audit-key-0123");
+    let shaped = shape::arguments_of(Some(data), &key);
+    let sent = shape::raw_arguments(data).is_some();
+    assert_eq!(
+        sent,
+        shaped.is_some(),
+        "arguments are shaped exactly when sent"
+    );
+    let parsed = shaped.map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()));
+    assert!(!matches!(parsed, Some(Err(_))), "a shape is JSON");
+    let shaped = parsed.and_then(Result::ok).unwrap_or_default();
+    assert!(
+        !sent || !shaped.is_null(),
+        "sent arguments are never recorded as null"
+    );
     fn depth(v: &serde_json::Value) -> usize {
         match v {
             serde_json::Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),

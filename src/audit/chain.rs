@@ -7,26 +7,23 @@
 //! `mcp-edge audit verify --key … --anchor …` checks a trail.
 
 use super::Record;
+use super::shape::Keyed;
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "{\"hash\":\"";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The key of the chain and its public id (so a trail names the key each record is under, and a
 /// rotated trail verifies with the old and the new key).
 #[derive(Clone)]
 pub struct ChainKey {
-    key: Vec<u8>,
+    key: Keyed,
     id: String,
 }
 
 impl ChainKey {
     pub fn new(key: &[u8]) -> Self {
         let mut k = Self {
-            key: key.to_vec(),
+            key: Keyed::new(key),
             id: String::new(),
         };
         k.id = k.mac(b"mcp-edge audit chain key id")[..16].to_string();
@@ -38,7 +35,7 @@ impl ChainKey {
     }
 
     fn mac(&self, bytes: &[u8]) -> String {
-        hex(&super::hmac(&self.key, bytes))
+        hex::encode(self.key.mac(bytes))
     }
 }
 
@@ -56,7 +53,12 @@ pub fn link(record: &mut Record, head: &Head, key: &ChainKey) -> (String, Head) 
     record.key = key.id.clone();
     let body = serde_json::to_string(record).unwrap_or_default();
     let hash = key.mac(body.as_bytes());
-    let line = format!("{PREFIX}{hash}\",{}", body.get(1..).unwrap_or_default());
+    let rest = body.get(1..).unwrap_or_default();
+    let mut line = String::with_capacity(PREFIX.len() + hash.len() + 2 + rest.len());
+    line.push_str(PREFIX);
+    line.push_str(&hash);
+    line.push_str("\",");
+    line.push_str(rest);
     (
         line,
         Head {

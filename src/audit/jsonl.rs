@@ -106,7 +106,7 @@ impl JsonlSink {
         }
     }
 
-    fn append(&mut self, records: &[Chained]) -> std::io::Result<()> {
+    fn append(&mut self, records: &[Chained<'_>]) -> std::io::Result<()> {
         let mut out = String::with_capacity(records.iter().map(|r| r.line.len() + 1).sum());
         for r in records {
             out.push_str(&r.line);
@@ -155,7 +155,7 @@ impl Sink for JsonlSink {
         }
     }
 
-    async fn write(&mut self, records: &[Chained], metrics: &Metrics) {
+    async fn write(&mut self, records: &[Chained<'_>], metrics: &Metrics) {
         loop {
             match self.append(records) {
                 Ok(()) => {

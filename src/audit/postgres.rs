@@ -127,7 +127,7 @@ impl PgSink {
         self.client.as_ref().ok_or_else(|| "no connection".into())
     }
 
-    async fn insert(&mut self, records: &[Chained]) -> Result<(), String> {
+    async fn insert(&mut self, records: &[Chained<'_>]) -> Result<(), String> {
         let client = self.connected().await?;
         let rows: Vec<[Option<String>; COLUMNS]> = records
             .iter()
@@ -219,7 +219,7 @@ impl Sink for PgSink {
         }
     }
 
-    async fn write(&mut self, records: &[Chained], metrics: &Metrics) {
+    async fn write(&mut self, records: &[Chained<'_>], metrics: &Metrics) {
         loop {
             match self.insert(records).await {
                 Ok(()) => {

@@ -45,10 +45,7 @@ pub enum Round {
 
 fn digest(params: &RawParams<'_>) -> String {
     let args = params.get("arguments").map_or("{}", |a| a.get());
-    Sha256::digest(args.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(args.as_bytes()))
 }
 
 fn can_elicit(params: &RawParams<'_>) -> bool {
