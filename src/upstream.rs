@@ -5,6 +5,7 @@ use crate::config::snapshot::Upstream;
 use crate::mcp::jsonrpc::{Kind, Message};
 use crate::mcp::sse;
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -158,29 +159,39 @@ impl Exchange {
     }
 }
 
+/// The MCP request headers toward upstreams, named once (no name parsing per request).
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
 fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<RequestHeader>> {
+    use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
     let mut h = RequestHeader::build(out.method.clone(), upstream.path.as_bytes(), Some(8))?;
-    h.insert_header("host", upstream.authority.as_str())?;
+    h.insert_header(HOST, upstream.authority.as_str())?;
     if out.method == http::Method::GET {
-        h.insert_header("accept", "text/event-stream")?;
+        h.insert_header(ACCEPT, HeaderValue::from_static("text/event-stream"))?;
     } else {
-        h.insert_header("accept", "application/json, text/event-stream")?;
+        h.insert_header(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        )?;
     }
     if out.method == http::Method::POST {
-        h.insert_header("content-type", "application/json")?;
+        h.insert_header(CONTENT_TYPE, HeaderValue::from_static("application/json"))?;
     }
-    h.insert_header("content-length", out.body.len())?;
+    h.insert_header(CONTENT_LENGTH, out.body.len())?;
     if let Some(s) = out.session {
-        h.insert_header("mcp-session-id", s)?;
+        h.insert_header(MCP_SESSION_ID.clone(), s)?;
     }
     if let Some(v) = out.protocol_version {
-        h.insert_header("mcp-protocol-version", v)?;
+        h.insert_header(MCP_PROTOCOL_VERSION.clone(), v)?;
     }
     if let Some(m) = out.mcp_method {
-        h.insert_header("mcp-method", m)?;
+        h.insert_header(MCP_METHOD.clone(), m)?;
     }
     if let Some(n) = out.mcp_name {
-        h.insert_header("mcp-name", crate::mcp::headers::encode(n).as_ref())?;
+        h.insert_header(MCP_NAME.clone(), crate::mcp::headers::encode(n).as_ref())?;
     }
     for (k, v) in &out.copied {
         h.insert_header(*k, *v)?;

@@ -133,20 +133,36 @@ fn is_valid_id(id: &RawValue) -> bool {
 /// A request's params as an ordered map of raw values, for rewriting a few keys in place.
 pub type RawParams<'a> = BTreeMap<String, Cow<'a, RawValue>>;
 
-/// Parses `params` (absent = empty) into raw parts; an error means params is not an object.
+/// Parses `params` (absent = empty) into raw parts, borrowed from the body; an error means
+/// params is not an object.
 pub fn split_params<'a>(params: Option<&'a RawValue>) -> Result<RawParams<'a>, Invalid> {
+    struct Parts;
+    impl<'de> serde::de::Visitor<'de> for Parts {
+        type Value = RawParams<'de>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut parts = RawParams::new();
+            while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+                parts.insert(k, Cow::Borrowed(v));
+            }
+            Ok(parts)
+        }
+    }
     let Some(p) = params else {
         return Ok(RawParams::new());
     };
-    let borrowed: BTreeMap<String, &'a RawValue> =
-        serde_json::from_str(p.get()).map_err(|_| Invalid {
+    let mut de = serde_json::Deserializer::from_str(p.get());
+    serde::Deserializer::deserialize_map(&mut de, Parts)
+        .and_then(|parts| de.end().map(|()| parts))
+        .map_err(|_| Invalid {
             code: INVALID_PARAMS,
             message: "Invalid params: `params` must be an object",
-        })?;
-    Ok(borrowed
-        .into_iter()
-        .map(|(k, v)| (k, Cow::Borrowed(v)))
-        .collect())
+        })
 }
 
 /// A string field of params, unescaped.

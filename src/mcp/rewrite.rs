@@ -155,14 +155,12 @@ pub fn add_stateless_meta(params: &mut RawParams<'_>, capabilities: &str) {
 /// Replaces the client's progress token with the gateway's; returns the client's.
 pub fn swap_progress_token(params: &mut RawParams<'_>, ours: &RawValue) -> Option<Box<RawValue>> {
     let meta = params.get("_meta")?;
-    let mut meta: serde_json::Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
-    let theirs = meta.get("progressToken")?.clone();
-    meta.insert(
-        "progressToken".into(),
-        serde_json::from_str(ours.get()).unwrap_or_default(),
-    );
-    params.insert("_meta".into(), Cow::Owned(jsonrpc::to_raw(&meta)));
-    Some(jsonrpc::to_raw(&theirs))
+    let mut meta = jsonrpc::split_params(Some(meta.as_ref())).ok()?;
+    let theirs = meta.get("progressToken")?.clone().into_owned();
+    meta.insert("progressToken".into(), Cow::Borrowed(ours));
+    let meta = jsonrpc::to_raw(&meta);
+    params.insert("_meta".into(), Cow::Owned(meta));
+    Some(theirs)
 }
 
 #[cfg(test)]

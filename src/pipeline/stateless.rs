@@ -6,7 +6,7 @@
 //! Every error answers the request's id.
 
 use crate::error::{Cause, GatewayError};
-use crate::mcp::jsonrpc::{self, Kind, Message, RawParams};
+use crate::mcp::jsonrpc::{self, Kind, Message};
 use crate::mcp::{META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, STATELESS_VERSION};
 use crate::mcp::{headers, params};
 use pingora::protocols::http::ServerSession as Session;
@@ -37,15 +37,20 @@ struct Meta {
 /// Whether a message says it is of the stateless revision (its `_meta` or the header), unchecked.
 pub fn claims(msg: &Message<'_>, header_version: Option<&str>) -> bool {
     header_version == Some(STATELESS_VERSION)
-        || meta_of(&jsonrpc::split_params(msg.params).ok()).is_some_and(|m| m.version.is_some())
+        || meta_of(msg.params).is_some_and(|m| m.version.is_some())
 }
 
-/// The request's `_meta`, as far as the revision's envelope goes.
-fn meta_of(params: &Option<RawParams<'_>>) -> Option<Meta> {
-    params
-        .as_ref()
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| serde_json::from_str(m.get()).ok())
+/// The request's `_meta`, as far as the revision's envelope goes (read without splitting
+/// `params`: the other members are skipped unparsed).
+fn meta_of(params: Option<&RawValue>) -> Option<Meta> {
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(rename = "_meta", borrow, default)]
+        meta: Option<&'a RawValue>,
+    }
+    let params = params.filter(|p| p.get().starts_with('{'))?;
+    let p: Params = serde_json::from_str(params.get()).ok()?;
+    serde_json::from_str(p.meta?.get()).ok()
 }
 
 /// Whether this POST belongs to the stateless revision, checked as it requires; `Ok(false)`:
@@ -57,8 +62,7 @@ pub fn check(
     header_version: Option<&str>,
 ) -> Result<bool, GatewayError> {
     let id = msg.id.unwrap_or(RawValue::NULL);
-    let params = jsonrpc::split_params(msg.params).ok();
-    let meta = meta_of(&params);
+    let meta = meta_of(msg.params);
     let claimed = meta.as_ref().is_some_and(|m| m.version.is_some());
     if !claimed && header_version != Some(STATELESS_VERSION) {
         return Ok(false);
@@ -100,6 +104,7 @@ pub fn check(
         _ => None,
     };
     if let Some(key) = name_key {
+        let params = jsonrpc::split_params(msg.params).ok();
         let named = params.as_ref().and_then(|p| jsonrpc::str_param(p, key));
         if single(s, "mcp-name")? != named {
             return Err(mismatch("Mcp-Name"));
