@@ -229,6 +229,10 @@ where
         stream.set_keepalive(ka)?;
     }
     stream.set_nodelay()?;
+    // mcp-edge patch: the peer's write buffer (reads stay unbuffered, as before).
+    if let Some(size) = peer.get_peer_options().and_then(|o| o.write_buffer) {
+        stream.set_buffer(crate::protocols::l4::stream::L4BufferSettings::new(0, size));
+    }
 
     #[cfg(unix)]
     let digest = SocketDigest::from_raw_fd(stream.as_raw_fd());

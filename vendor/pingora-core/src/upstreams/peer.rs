@@ -514,6 +514,9 @@ pub struct PeerOptions {
     pub tcp_keepalive: Option<TcpKeepalive>,
     pub tcp_recv_buf: Option<usize>,
     pub dscp: Option<u8>,
+    /// mcp-edge patch: a write buffer of this many bytes on new connections (none by default,
+    /// as before), so a request's head and a body of known length leave in one send.
+    pub write_buffer: Option<usize>,
     pub h2_ping_interval: Option<Duration>,
     #[cfg(feature = "s2n")]
     pub psk: Option<Arc<PskType>>,
@@ -589,6 +592,7 @@ impl PeerOptions {
             tcp_keepalive: None,
             tcp_recv_buf: None,
             dscp: None,
+            write_buffer: None,
             h2_ping_interval: None,
             #[cfg(feature = "s2n")]
             psk: None,

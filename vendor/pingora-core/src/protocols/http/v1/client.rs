@@ -25,7 +25,7 @@ use std::str;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::body::{BodyReader, BodyWriter};
+use super::body::{BodyMode, BodyReader, BodyWriter};
 use super::common::*;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
@@ -145,10 +145,19 @@ impl HttpSession {
             _ => Error::because(WriteError, "while writing request headers", e),
         })?;
 
-        self.underlying_stream
-            .flush()
-            .await
-            .or_err(WriteError, "flushing request header")?;
+        // mcp-edge patch: a request whose body has a known, non-zero length leaves with its
+        // body (the body writer flushes once the last byte is written), so a small request is
+        // one send instead of two, as the server side already does for responses. Requests
+        // with `Expect` (the peer must see the head first), chunked and empty bodies are
+        // flushed here as before.
+        let body_follows = matches!(self.body_writer.body_mode, BodyMode::ContentLength(n, _) if n > 0)
+            && !req.headers.contains_key(header::EXPECT);
+        if !body_follows {
+            self.underlying_stream
+                .flush()
+                .await
+                .or_err(WriteError, "flushing request header")?;
+        }
 
         // write was successful
         self.request_written = Some(req);
