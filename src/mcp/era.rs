@@ -38,7 +38,7 @@ impl CacheHint {
 
     /// The hint an upstream result carries (absent or invalid fields count as `NONE`'s).
     pub fn of(result: &RawValue) -> CacheHint {
-        let p = probe(result);
+        let p = Probe::of(result);
         CacheHint {
             ttl_ms: p.ttl.as_ref().and_then(Value::as_u64).unwrap_or(0),
             public: p.scope.as_deref() == Some("public") && p.ttl.is_some(),
@@ -63,23 +63,39 @@ pub fn cacheable(method: &str) -> bool {
     )
 }
 
+/// The fields of a result the gateway reads, in one pass over it (the rest is skipped, not
+/// built).
 #[derive(Deserialize, Default)]
-struct Probe {
+pub struct Probe {
     #[serde(rename = "resultType", default)]
     result_type: Option<String>,
     #[serde(rename = "ttlMs", default)]
     ttl: Option<Value>,
     #[serde(rename = "cacheScope", default)]
     scope: Option<String>,
+    #[serde(rename = "isError", default)]
+    is_error: Option<Value>,
 }
 
-fn probe(result: &RawValue) -> Probe {
-    serde_json::from_str(result.get()).unwrap_or_default()
+impl Probe {
+    pub fn of(result: &RawValue) -> Probe {
+        serde_json::from_str(result.get()).unwrap_or_default()
+    }
+
+    /// Whether the result asks the client for input (`input_required`, 2026-07-28).
+    pub fn asks_for_input(&self) -> bool {
+        self.result_type.as_deref() == Some("input_required")
+    }
+
+    /// Whether the tool ran and reported `isError: true`.
+    pub fn is_tool_error(&self) -> bool {
+        matches!(self.is_error, Some(Value::Bool(true)))
+    }
 }
 
 /// The `ttlMs` a result states, if it states one.
 pub fn stated_ttl(result: &RawValue) -> Option<u64> {
-    probe(result).ttl.as_ref().and_then(Value::as_u64)
+    Probe::of(result).ttl.as_ref().and_then(Value::as_u64)
 }
 
 /// Completes a merged result for a 2026 client.
@@ -92,8 +108,7 @@ pub fn complete_map(result: &mut Map<String, Value>, hint: CacheHint) {
 /// The form of an upstream's result for a 2026 client of `method`: `resultType` added when
 /// missing (a 2025 upstream's result is complete), and cache hints on cacheable results
 /// (`NONE`'s when the upstream gave none). `None`: it is fine as it is.
-pub fn for_stateless(result: &RawValue, method: &str) -> Option<Box<RawValue>> {
-    let p = probe(result);
+pub fn for_stateless(result: &RawValue, p: &Probe, method: &str) -> Option<Box<RawValue>> {
     // Only a complete result carries hints (never an `input_required` one).
     let complete = p.result_type.as_deref().is_none_or(|t| t == "complete");
     let add_hints = cacheable(method) && complete && (p.ttl.is_none() || p.scope.is_none());
@@ -113,15 +128,9 @@ pub fn for_stateless(result: &RawValue, method: &str) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(&fields).ok()
 }
 
-/// Whether a result asks the client for input (`input_required`, 2026-07-28).
-pub fn asks_for_input(result: &RawValue) -> bool {
-    probe(result).result_type.as_deref() == Some("input_required")
-}
-
 /// The form of an upstream's result for a 2025 client: the 2026 fields left out. `None`: it
 /// has none of them.
-pub fn for_session(result: &RawValue) -> Option<Box<RawValue>> {
-    let p = probe(result);
+pub fn for_session(result: &RawValue, p: &Probe) -> Option<Box<RawValue>> {
     if p.result_type.is_none() && p.ttl.is_none() && p.scope.is_none() {
         return None;
     }
@@ -140,21 +149,39 @@ mod tests {
         RawValue::from_string(s.into()).unwrap_or_else(|_| panic!("{s}"))
     }
 
+    fn stateless(result: &RawValue, method: &str) -> Option<Box<RawValue>> {
+        for_stateless(result, &Probe::of(result), method)
+    }
+
+    fn session(result: &RawValue) -> Option<Box<RawValue>> {
+        for_session(result, &Probe::of(result))
+    }
+
+    #[test]
+    fn one_probe_reads_every_field_and_tolerates_odd_flags() {
+        let p = Probe::of(&raw(
+            r#"{"content":[{"type":"text","text":"x"}],"isError":true,"resultType":"input_required"}"#,
+        ));
+        assert!(p.is_tool_error() && p.asks_for_input());
+        let odd = Probe::of(&raw(r#"{"isError":null,"resultType":"complete"}"#));
+        assert!(!odd.is_tool_error() && !odd.asks_for_input());
+        assert_eq!(odd.result_type.as_deref(), Some("complete"));
+    }
+
     #[test]
     fn a_2025_result_is_completed_for_a_2026_client() {
-        let out = for_stateless(&raw(r#"{"tools":[]}"#), "tools/list").map(|r| r.get().to_string());
+        let out = stateless(&raw(r#"{"tools":[]}"#), "tools/list").map(|r| r.get().to_string());
         assert_eq!(
             out.as_deref(),
             Some(r#"{"cacheScope":"private","resultType":"complete","tools":[],"ttlMs":0}"#)
         );
-        let call =
-            for_stateless(&raw(r#"{"content":[]}"#), "tools/call").map(|r| r.get().to_string());
+        let call = stateless(&raw(r#"{"content":[]}"#), "tools/call").map(|r| r.get().to_string());
         assert_eq!(
             call.as_deref(),
             Some(r#"{"content":[],"resultType":"complete"}"#)
         );
         assert!(
-            for_stateless(
+            stateless(
                 &raw(r#"{"resultType":"complete","content":[]}"#),
                 "tools/call"
             )
@@ -162,10 +189,10 @@ mod tests {
             "nothing to add"
         );
         let listed = r#"{"resultType":"complete","ttlMs":5000,"cacheScope":"public","tools":[]}"#;
-        assert!(for_stateless(&raw(listed), "tools/list").is_none());
+        assert!(stateless(&raw(listed), "tools/list").is_none());
         let asking = r#"{"resultType":"input_required","requestState":"x"}"#;
         assert!(
-            for_stateless(&raw(asking), "resources/read").is_none(),
+            stateless(&raw(asking), "resources/read").is_none(),
             "an input_required result carries no cache hints"
         );
     }
@@ -196,13 +223,13 @@ mod tests {
 
     #[test]
     fn a_2025_client_never_sees_2026_fields() {
-        let out = for_session(&raw(
+        let out = session(&raw(
             r#"{"resultType":"complete","ttlMs":0,"cacheScope":"private","tools":[]}"#,
         ));
         assert_eq!(
             out.map(|r| r.get().to_string()).as_deref(),
             Some(r#"{"tools":[]}"#)
         );
-        assert!(for_session(&raw(r#"{"tools":[]}"#)).is_none());
+        assert!(session(&raw(r#"{"tools":[]}"#)).is_none());
     }
 }

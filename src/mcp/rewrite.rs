@@ -51,26 +51,30 @@ impl Rewriter<'_> {
     pub fn message(&self, data: &[u8]) -> Option<(Cow<'static, [u8]>, Option<Ending>)> {
         let (msg, kind) = Message::parse(data).ok()?;
         match kind {
-            // A 2026 upstream asking a 2025 session client for input: the round is driven
-            // through the client's session (the result as the upstream sent it).
-            Kind::Response
-                if msg.id.map(RawValue::get) == Some(self.upstream_id.get())
-                    && self.stateless.is_none()
-                    && msg.result.is_some_and(era::asks_for_input) =>
-            {
-                let result = msg.result.map(|r| r.get().as_bytes().to_vec())?;
-                Some((Cow::Owned(result), Some(Ending::InputRequired)))
-            }
             Kind::Response if msg.id.map(RawValue::get) == Some(self.upstream_id.get()) => {
-                let outcome = match msg.result {
-                    None => Ending::Error,
-                    Some(r) if is_tool_error(r) => Ending::ToolError,
-                    Some(_) => Ending::Result,
+                let probe = msg.result.map(era::Probe::of);
+                // A 2026 upstream asking a 2025 session client for input: the round is driven
+                // through the client's session (the result as the upstream sent it).
+                if self.stateless.is_none()
+                    && probe.as_ref().is_some_and(era::Probe::asks_for_input)
+                {
+                    let result = msg.result.map(|r| r.get().as_bytes().to_vec())?;
+                    return Some((Cow::Owned(result), Some(Ending::InputRequired)));
+                }
+                let (outcome, fitted) = match (msg.result, &probe) {
+                    (Some(r), Some(p)) => (
+                        if p.is_tool_error() {
+                            Ending::ToolError
+                        } else {
+                            Ending::Result
+                        },
+                        match self.stateless {
+                            Some(method) => era::for_stateless(r, p, method),
+                            None => era::for_session(r, p),
+                        },
+                    ),
+                    _ => (Ending::Error, None),
                 };
-                let fitted = msg.result.and_then(|r| match self.stateless {
-                    Some(method) => era::for_stateless(r, method),
-                    None => era::for_session(r),
-                });
                 let result = fitted.as_deref().or(msg.result);
                 let answer = jsonrpc::response(self.client_id, result, msg.error);
                 Some((Cow::Owned(answer), Some(outcome)))
@@ -102,16 +106,6 @@ impl Rewriter<'_> {
             }
         }
     }
-}
-
-/// Whether a result says `isError: true` (read without building the rest of it).
-fn is_tool_error(result: &RawValue) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Flag {
-        #[serde(rename = "isError", default)]
-        is_error: bool,
-    }
-    serde_json::from_str::<Flag>(result.get()).is_ok_and(|f| f.is_error)
 }
 
 /// Leaves the stateless revision's own `_meta` keys out of `params` (and `_meta` itself when

@@ -211,7 +211,9 @@ impl Fitting<'_> {
         }
         if self.stateless {
             let current = fitted.as_deref().unwrap_or(result);
-            if let Some(completed) = era::for_stateless(current, self.method) {
+            if let Some(completed) =
+                era::for_stateless(current, &era::Probe::of(current), self.method)
+            {
                 fitted = Some(completed);
             }
         }
