@@ -332,17 +332,20 @@ async fn call(
         method,
         tool,
         &exposed,
-        listed.as_ref().and_then(|l| tool.and_then(|t| l.get(t))),
+        listed
+            .as_ref()
+            .and_then(|l| tool.and_then(|t| l.get(t)))
+            .map(|t| &t.listing),
     )
     .map_err(|c| c.to(id))?;
     ctx.tool = tool.filter(|t| route.names_tool(t)).map(str::to_string);
     let schema = listed.as_ref().and_then(|l| tool.and_then(|t| l.get(t)));
     if stateless
         && as_sent.is_none()
-        && let Some(listing) = schema
+        && let Some(listed) = schema
     {
         let arguments = params.get("arguments").map(|a| a.as_ref());
-        stateless::check_params(s, listing, arguments, id)?;
+        stateless::check_params(s, &listed.annotations, arguments, id)?;
     }
     let _in_flight = limit::admit(sh, snap, route, tool, ctx.caller_key)
         .await
@@ -356,7 +359,16 @@ async fn call(
             .to(id));
         }
         let answer = Some((msg.id_text(), method));
-        return passthrough::relay(sh, s, ctx, caller, route, body.clone(), answer).await;
+        return Box::pin(passthrough::relay(
+            sh,
+            s,
+            ctx,
+            caller,
+            route,
+            body.clone(),
+            answer,
+        ))
+        .await;
     }
     // Approval comes last, so nobody is asked about a call that a limit would refuse anyway.
     let streaming = if needs_approval && stateless {

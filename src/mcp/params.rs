@@ -170,22 +170,19 @@ pub fn argument<'a>(arguments: &'a Value, annotation: &Annotation) -> Option<&'a
 }
 
 /// The `Mcp-Param-*` headers a call to a tool with `x-mcp-header` annotations carries upstream
-/// (`listing`: the tool as listed; `params`: the call's).
+/// (`annotations`: the tool's, read when it was listed; `params`: the call's).
 pub fn for_call(
-    listing: Option<&serde_json::Value>,
+    annotations: &[Annotation],
     params: &crate::mcp::jsonrpc::RawParams<'_>,
 ) -> Vec<(String, String)> {
-    let Some(annotations) = listing
-        .and_then(|l| annotations(&l["inputSchema"]).ok())
-        .filter(|a| !a.is_empty())
-    else {
+    if annotations.is_empty() {
         return Vec::new();
-    };
+    }
     let arguments = params
         .get("arguments")
         .and_then(|a| serde_json::from_str(a.get()).ok())
         .unwrap_or(serde_json::Value::Null);
-    headers_for(&annotations, &arguments)
+    headers_for(annotations, &arguments)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use super::{Shared, link, lists};
 use crate::config::{Route, Snapshot};
 use crate::ctx::Ctx;
+use crate::mcp::params::{self, Annotation};
 use crate::policy::Caller;
 use crate::upstream::UpstreamError;
 use dashmap::DashMap;
@@ -20,7 +21,14 @@ const CATALOG_TTL: Duration = Duration::from_secs(300);
 const RELIST_AFTER: Duration = Duration::from_secs(10);
 
 /// One route's tools by upstream name.
-pub type Tools = Arc<HashMap<String, Value>>;
+pub type Tools = Arc<HashMap<String, Tool>>;
+
+/// A tool as the upstream listed it, with what calls to it need read out once per listing.
+pub struct Tool {
+    pub listing: Value,
+    /// Its `x-mcp-header` annotations (none when it has none or an invalid one).
+    pub annotations: Vec<Annotation>,
+}
 
 #[derive(Default)]
 pub struct Catalog {
@@ -43,7 +51,13 @@ impl Catalog {
     pub fn remember(&self, route: &Route, items: &[Value]) {
         let tools = items
             .iter()
-            .filter_map(|t| Some((t["name"].as_str()?.to_string(), t.clone())))
+            .filter_map(|t| {
+                let tool = Tool {
+                    listing: t.clone(),
+                    annotations: params::annotations(&t["inputSchema"]).unwrap_or_default(),
+                };
+                Some((t["name"].as_str()?.to_string(), tool))
+            })
             .collect();
         let entry = Entry {
             listed: Instant::now(),
@@ -119,7 +133,7 @@ pub async fn tool(
     }
     let listed = tokio::time::timeout(
         snap.timeouts.list,
-        lists::listed(sh, ctx, caller, route, "tools/list", None),
+        Box::pin(lists::listed(sh, ctx, caller, route, "tools/list", None)),
     )
     .await
     .unwrap_or(Err(UpstreamError::Timeout));

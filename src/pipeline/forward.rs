@@ -101,7 +101,7 @@ pub async fn call(
     route: &Route,
     method: &str,
     mcp_name: Option<&str>,
-    listing: Option<&serde_json::Value>,
+    listing: Option<&super::catalog::Tool>,
     mut params: RawParams<'_>,
     id: &RawValue,
     streaming: bool,
@@ -109,7 +109,7 @@ pub async fn call(
     let base_id = upstream_id(ctx.caller_key, id);
     // A stateless client's retry that answers a held call continues that call.
     let mut resumed = match ctx.era {
-        Era::Stateless => held::resume(sh, ctx, route, &params, id).await?,
+        Era::Stateless => Box::pin(held::resume(sh, ctx, route, &params, id)).await?,
         _ => None,
     };
     let first_id = match &resumed {
@@ -148,12 +148,14 @@ pub async fn call(
             to_stateless,
         );
         call.rw.client_token = client_token.clone();
-        call.param_headers = crate::mcp::params::for_call(listing, &params);
+        call.param_headers =
+            crate::mcp::params::for_call(listing.map_or(&[], |t| &t.annotations), &params);
         let deadline = Instant::now() + route.timeout;
         let step = match (resumed.take(), link) {
-            (Some(h), _) => {
-                Ok(relay_stream(sh, s, ctx, &call, h.ex, h.link, h.reader, deadline).await)
-            }
+            (Some(h), _) => Ok(Box::pin(relay_stream(
+                sh, s, ctx, &call, h.ex, h.link, h.reader, deadline,
+            ))
+            .await),
             (None, Some(link)) => forward(sh, s, ctx, caller, &call, link, deadline).await,
             (None, None) => Err(unavailable(id, route)),
         };
@@ -298,7 +300,7 @@ async fn forward(
                 return Err(session_lost());
             }
             relinked = true;
-            link = link::relink(sh, ctx, caller, route, Some(&link.kind))
+            link = Box::pin(link::relink(sh, ctx, caller, route, Some(&link.kind)))
                 .await
                 .ok_or_else(session_lost)?;
             continue;
@@ -306,7 +308,9 @@ async fn forward(
         if (400..500).contains(&status) {
             // The upstream refused the request itself (a missing client capability, bad
             // params): its JSON-RPC error goes to the client with its code and status.
-            return refused(sh, s, ex, call, deadline).await.map(Step::Done);
+            return Box::pin(refused(sh, s, ex, call, deadline))
+                .await
+                .map(Step::Done);
         }
         if !(200..300).contains(&status) {
             ex.finish(&sh.upstreams.connector, &route.upstream).await;
@@ -316,7 +320,7 @@ async fn forward(
     };
     if ex.is_sse() {
         let reader = sse::Reader::default();
-        return Ok(relay_stream(sh, s, ctx, call, ex, link, reader, deadline).await);
+        return Ok(Box::pin(relay_stream(sh, s, ctx, call, ex, link, reader, deadline)).await);
     }
     let body = match tokio::time::timeout_at(deadline, ex.collect_at_most(call.cap)).await {
         Err(_) => return Err(timed_out(id, route)),
@@ -346,7 +350,7 @@ async fn relay_stream(
         step => return step,
     };
     let kept = Held::new(ex, link, reader, call.rw.upstream_id);
-    let asked = held::hold(sh, ctx, call.route, kept, &request).await;
+    let asked = Box::pin(held::hold(sh, ctx, call.route, kept, &request)).await;
     let (answer, outcome) = match &asked {
         Some(result) => (jsonrpc::success(call.rw.client_id, result), Outcome::Ok),
         None => (

@@ -255,7 +255,7 @@ async fn initialize(
 pub async fn link(sh: &Shared, ctx: &Ctx, caller: &Caller, route: &Route) -> Option<Link> {
     match existing(sh, ctx, caller, route).await {
         Some(link) => Some(link),
-        None => relink(sh, ctx, caller, route, None).await,
+        None => Box::pin(relink(sh, ctx, caller, route, None)).await,
     }
 }
 

@@ -132,20 +132,17 @@ fn single(s: &Session, name: &'static str) -> Result<Option<String>, GatewayErro
 /// each mirrored argument's header present and equal, no header for an absent one (-32020).
 pub fn check_params(
     s: &Session,
-    tool: &Value,
+    annotations: &[params::Annotation],
     arguments: Option<&RawValue>,
     id: &RawValue,
 ) -> Result<(), GatewayError> {
-    let Ok(annotations) = params::annotations(&tool["inputSchema"]) else {
-        return Ok(());
-    };
     if annotations.is_empty() {
         return Ok(());
     }
     let arguments: Value = arguments
         .and_then(|a| serde_json::from_str(a.get()).ok())
         .unwrap_or(Value::Null);
-    for annotation in &annotations {
+    for annotation in annotations {
         let name = format!("Mcp-Param-{}", annotation.1);
         let mut values = s.req_header().headers.get_all(name.as_str()).iter();
         let header = values.next().map(|v| v.to_str().map_err(|_| ()));

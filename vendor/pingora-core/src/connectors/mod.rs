@@ -360,7 +360,10 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // mcp-edge patch: a new connection's future (TCP connect, TLS handshake: ~8 KiB)
+            // is boxed, so the reuse path every pooled request takes, and each future that
+            // awaits it, no longer holds (and moves) room for it.
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }
