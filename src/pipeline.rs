@@ -325,6 +325,7 @@ async fn call(
         ),
         None => None,
     };
+    let schema = listed.as_ref().and_then(|l| tool.and_then(|t| l.get(t)));
     let needs_approval = authorize::decide(
         snap,
         caller,
@@ -332,14 +333,10 @@ async fn call(
         method,
         tool,
         &exposed,
-        listed
-            .as_ref()
-            .and_then(|l| tool.and_then(|t| l.get(t)))
-            .map(|t| &t.listing),
+        schema.map(|t| &t.listing),
     )
     .map_err(|c| c.to(id))?;
     ctx.tool = tool.filter(|t| route.names_tool(t)).map(str::to_string);
-    let schema = listed.as_ref().and_then(|l| tool.and_then(|t| l.get(t)));
     if stateless
         && as_sent.is_none()
         && let Some(listed) = schema
