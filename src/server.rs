@@ -3,11 +3,12 @@
 //! listeners accept connections.
 
 use crate::admin::Admin;
-use crate::config::Snapshot;
 use crate::config::reload::Reloader;
+use crate::config::{Live, Snapshot};
 use crate::housekeeping::Housekeeping;
 use crate::pipeline::Shared;
 use crate::proxy::Edge;
+use crate::tls::ServerCerts;
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::ListenerConfig;
@@ -17,6 +18,8 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -83,11 +86,11 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>, upgrade: bool) -> a
     let buffers = L4BufferSettings::new(opts.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE);
     let mut listener = ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers);
     if let Some(first) = tls {
-        let mut settings = TlsSettings::with_callbacks(Box::new(crate::tls::NoCallbacks))?;
+        let mut settings = TlsSettings::with_callbacks(Box::new(NoCallbacks))?;
         if first.http2 {
             settings.enable_h2();
         }
-        settings.set_cert_resolver(Arc::new(crate::tls::Resolver {
+        settings.set_cert_resolver(Arc::new(Resolver {
             live: shared.live.clone(),
             first,
         }));
@@ -179,3 +182,32 @@ pub fn run(snapshot: Snapshot, config_path: Option<PathBuf>, upgrade: bool) -> a
     shared.audit.finish();
     Ok(())
 }
+
+/// Picks the listener's certificate per handshake from the configuration in force, so a reload
+/// that read changed certificate files serves them from the next handshake on. A reload that
+/// drops `tls:` keeps the certificates the listener started with (the listener stays TLS until a
+/// restart).
+struct Resolver {
+    live: Arc<Live>,
+    first: Arc<ServerCerts>,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.live.snapshot();
+        let certs = snapshot.tls.as_ref().unwrap_or(&self.first);
+        Some(certs.choose(hello.server_name()))
+    }
+}
+
+/// The listener's TLS callbacks: none (certificates come from the `Resolver`).
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for NoCallbacks {}

@@ -2,10 +2,8 @@
 //! file is picked up by the reloader without a restart), and the PEM reading the upstream side
 //! shares (CA bundles, client certificates).
 
-use crate::config::Live;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,35 +97,6 @@ impl ServerCerts {
         found.unwrap_or(&self.list[0]).key.clone()
     }
 }
-
-/// Picks the listener's certificate per handshake from the configuration in force, so a reload
-/// that read changed certificate files serves them from the next handshake on. A reload that
-/// drops `tls:` keeps the certificates the listener started with (the listener stays TLS until a
-/// restart).
-pub struct Resolver {
-    pub live: Arc<Live>,
-    pub first: Arc<ServerCerts>,
-}
-
-impl std::fmt::Debug for Resolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Resolver")
-    }
-}
-
-impl ResolvesServerCert for Resolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snapshot = self.live.snapshot();
-        let certs = snapshot.tls.as_ref().unwrap_or(&self.first);
-        Some(certs.choose(hello.server_name()))
-    }
-}
-
-/// The listener's TLS callbacks: none (certificates come from the `Resolver`).
-pub struct NoCallbacks;
-
-#[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for NoCallbacks {}
 
 fn read(file: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
