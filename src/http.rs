@@ -13,7 +13,7 @@ fn response_header(
     content_type: Option<&str>,
     extra: Headers<'_>,
 ) -> pingora::Result<Box<ResponseHeader>> {
-    let mut h = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut h = ResponseHeader::build_no_case(status, Some(4 + extra.len()))?;
     if let Some(ct) = content_type {
         h.insert_header("content-type", ct)?;
     }

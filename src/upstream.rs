@@ -5,7 +5,7 @@ use crate::config::snapshot::Upstream;
 use crate::mcp::jsonrpc::{Kind, Message};
 use crate::mcp::sse;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
@@ -160,14 +160,19 @@ impl Exchange {
 }
 
 /// The MCP request headers toward upstreams, named once (no name parsing per request).
-static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+// Names as static text: Pingora's `insert_header` reads a name from its bytes either way, and a
+// `HeaderName` argument would first be copied into a title-cased one.
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const MCP_METHOD: &str = "mcp-method";
+const MCP_NAME: &str = "mcp-name";
 
 fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<RequestHeader>> {
     use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-    let mut h = RequestHeader::build(out.method.clone(), upstream.path.as_bytes(), Some(8))?;
+    // No case map: names go out lowercase (as HTTP/2 requires and HTTP/1.1 allows), and each
+    // header is stored once instead of twice.
+    let mut h =
+        RequestHeader::build_no_case(out.method.clone(), upstream.path.as_bytes(), Some(8))?;
     h.insert_header(HOST, upstream.authority.as_str())?;
     if out.method == http::Method::GET {
         h.insert_header(ACCEPT, HeaderValue::from_static("text/event-stream"))?;
@@ -182,16 +187,16 @@ fn build_header(upstream: &Upstream, out: &Outgoing<'_>) -> pingora::Result<Box<
     }
     h.insert_header(CONTENT_LENGTH, out.body.len())?;
     if let Some(s) = out.session {
-        h.insert_header(MCP_SESSION_ID.clone(), s)?;
+        h.insert_header(MCP_SESSION_ID, s)?;
     }
     if let Some(v) = out.protocol_version {
-        h.insert_header(MCP_PROTOCOL_VERSION.clone(), v)?;
+        h.insert_header(MCP_PROTOCOL_VERSION, v)?;
     }
     if let Some(m) = out.mcp_method {
-        h.insert_header(MCP_METHOD.clone(), m)?;
+        h.insert_header(MCP_METHOD, m)?;
     }
     if let Some(n) = out.mcp_name {
-        h.insert_header(MCP_NAME.clone(), crate::mcp::headers::encode(n).as_ref())?;
+        h.insert_header(MCP_NAME, crate::mcp::headers::encode(n).as_ref())?;
     }
     for (k, v) in &out.copied {
         h.insert_header(*k, *v)?;

@@ -293,7 +293,7 @@ impl OAuthFront {
                 }
             }
         };
-        let mut h = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
+        let mut h = ResponseHeader::build_no_case(reply.status, Some(4 + reply.headers.len()))?;
         h.insert_header("content-type", reply.content_type)?;
         h.insert_header("content-length", reply.body.len())?;
         for (k, v) in &reply.headers {

@@ -114,7 +114,7 @@ pub async fn relay(
         let answer = fitting.fit(&answer);
         ex.finish(&sh.upstreams.connector, &route.upstream).await;
         ctx.upstream_time = Some(started.elapsed());
-        let mut h = pingora::http::ResponseHeader::build(200, Some(headers.len() + 1))
+        let mut h = pingora::http::ResponseHeader::build_no_case(200, Some(headers.len() + 1))
             .map_err(|_| Cause::UpstreamInvalid(route.name.clone()))?;
         for (k, v) in &headers {
             let _ = h.insert_header(*k, *v);
@@ -125,7 +125,7 @@ pub async fn relay(
         }
         return Ok(());
     }
-    let mut h = pingora::http::ResponseHeader::build(ex.status(), Some(headers.len() + 1))
+    let mut h = pingora::http::ResponseHeader::build_no_case(ex.status(), Some(headers.len() + 1))
         .map_err(|_| Cause::UpstreamInvalid(route.name.clone()))?;
     for (k, v) in &headers {
         let _ = h.insert_header(*k, *v);
