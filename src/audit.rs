@@ -42,30 +42,30 @@ pub struct Pending {
     pub bytes_out: u64,
 }
 
-/// One audit record as written.
+/// One audit record as written, borrowing what the data path handed over.
 #[derive(Debug, Serialize)]
-pub struct Record {
+pub struct Record<'p> {
     /// Chain value of the previous record in the same sink.
     pub prev: String,
     /// Position in the sink's chain (1 for the first record ever).
     pub seq: u64,
     /// Id of the chain key this record is under.
-    pub key: String,
+    pub key: &'p str,
     pub time: String,
-    pub request_id: Option<String>,
+    pub request_id: Option<&'p str>,
     pub session: Option<String>,
-    pub subject: Option<String>,
-    pub groups: Vec<String>,
-    pub tenant: Option<String>,
-    pub client_id: Option<String>,
-    pub method: String,
-    pub route: Option<String>,
-    pub target: Option<String>,
+    pub subject: Option<&'p str>,
+    pub groups: &'p [String],
+    pub tenant: Option<&'p str>,
+    pub client_id: Option<&'p str>,
+    pub method: &'p str,
+    pub route: Option<&'p str>,
+    pub target: Option<&'p str>,
     /// Keys and JSON types; each value as a keyed HMAC, never the value (`shape`).
     pub arguments: Option<Box<RawValue>>,
     pub decision: &'static str,
-    pub reason: Option<String>,
-    pub outcome: String,
+    pub reason: Option<&'p str>,
+    pub outcome: &'p str,
     pub upstream_status: Option<u16>,
     pub latency_ms: f64,
     pub bytes_in: u64,
@@ -267,7 +267,7 @@ trait Sink: Send {
 
 /// A record with its place in one sink's chain.
 pub struct Chained<'r> {
-    pub record: &'r Record,
+    pub record: &'r Record<'r>,
     pub line: String,
     pub hash: String,
 }
@@ -301,7 +301,7 @@ struct Chain {
 impl Chain {
     /// Shapes each record once, then chains and writes it in every sink.
     async fn write(&mut self, pending: Vec<Pending>, shape_key: &shape::Keyed, metrics: &Metrics) {
-        let mut shaped: Vec<Record> = pending.into_iter().map(|p| shape(p, shape_key)).collect();
+        let mut shaped: Vec<Record> = pending.iter().map(|p| shape(p, shape_key)).collect();
         for s in &mut self.sinks {
             let mut head = s.head.clone();
             let records: Vec<Chained> = shaped
@@ -421,31 +421,30 @@ async fn gather(rx: &mut mpsc::Receiver<Message>, batch: &mut Vec<Message>) {
 }
 
 /// A pending record made whole: time, caller, argument shape.
-fn shape(p: Pending, key: &shape::Keyed) -> Record {
-    let arguments = shape::arguments_of(p.body.as_deref(), key);
+fn shape<'p>(p: &'p Pending, key: &shape::Keyed) -> Record<'p> {
     let caller = p.caller.as_deref();
     Record {
         prev: String::new(),
         seq: 0,
-        key: String::new(),
+        key: "",
         time: humantime::format_rfc3339_millis(p.at).to_string(),
-        request_id: p.request_id,
+        request_id: p.request_id.as_deref(),
         session: p.session.map(|s| hex::encode(s.to_be_bytes())),
-        subject: caller.map(|c| c.subject.clone()),
-        groups: caller.map(|c| c.groups.clone()).unwrap_or_default(),
-        tenant: caller.and_then(|c| c.tenant.clone()),
-        client_id: caller.and_then(|c| c.client_id.clone()),
-        method: p.method.to_string(),
-        route: p.route,
-        target: p.target,
-        arguments,
+        subject: caller.map(|c| c.subject.as_str()),
+        groups: caller.map_or(&[], |c| c.groups.as_slice()),
+        tenant: caller.and_then(|c| c.tenant.as_deref()),
+        client_id: caller.and_then(|c| c.client_id.as_deref()),
+        method: p.method,
+        route: p.route.as_deref(),
+        target: p.target.as_deref(),
+        arguments: shape::arguments_of(p.body.as_deref(), key),
         decision: if p.refused.is_some() {
             "refused"
         } else {
             "allowed"
         },
-        reason: p.refused,
-        outcome: p.outcome.to_string(),
+        reason: p.refused.as_deref(),
+        outcome: p.outcome,
         upstream_status: p.upstream_status,
         latency_ms: p.latency.as_secs_f64() * 1000.0,
         bytes_in: p.bytes_in,

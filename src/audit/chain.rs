@@ -46,21 +46,31 @@ pub struct Head {
     pub hash: String,
 }
 
-/// Chains `record` after `head` under `key`: the line to store and the new head.
-pub fn link(record: &mut Record, head: &Head, key: &ChainKey) -> (String, Head) {
-    record.prev = head.hash.clone();
+/// Chains `record` after `head` under `key`: the line to store and the new head. The line is
+/// written in one buffer: the record's JSON goes after room for the chain value, is MACed where
+/// it lies, and its opening brace becomes the comma after the chain value.
+pub fn link<'k>(record: &mut Record<'k>, head: &Head, key: &'k ChainKey) -> (String, Head) {
+    const HEX: usize = 64;
+    record.prev.clone_from(&head.hash);
     record.seq = head.seq + 1;
-    record.key = key.id.clone();
-    let body = serde_json::to_string(record).unwrap_or_default();
-    let hash = key.mac(body.as_bytes());
-    let rest = body.get(1..).unwrap_or_default();
-    let mut line = String::with_capacity(PREFIX.len() + hash.len() + 2 + rest.len());
-    line.push_str(PREFIX);
-    line.push_str(&hash);
-    line.push_str("\",");
-    line.push_str(rest);
+    record.key = &key.id;
+    let body_at = PREFIX.len() + HEX + 1;
+    let mut line = Vec::with_capacity(body_at + 640);
+    line.extend_from_slice(PREFIX.as_bytes());
+    line.resize(body_at - 1, b'0');
+    line.push(b'"');
+    // Serializing plain data to memory does not fail; if it ever did, the line says so.
+    if serde_json::to_writer(&mut line, record).is_err() {
+        line.truncate(body_at);
+        line.extend_from_slice(br#"{"unserializable":true}"#);
+    }
+    let mac = key.key.mac(&line[body_at..]);
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(mac, &mut line[PREFIX.len()..body_at - 1]);
+    line[body_at] = b',';
+    let hash = String::from_utf8_lossy(&line[PREFIX.len()..body_at - 1]).into_owned();
     (
-        line,
+        String::from_utf8(line).unwrap_or_default(),
         Head {
             seq: record.seq,
             hash,

@@ -135,12 +135,12 @@ impl PgSink {
                 let r = &c.record;
                 [
                     Some(r.time.clone()),
-                    r.subject.clone(),
-                    r.route.clone(),
-                    r.target.clone(),
-                    Some(r.method.clone()),
+                    r.subject.map(str::to_string),
+                    r.route.map(str::to_string),
+                    r.target.map(str::to_string),
+                    Some(r.method.to_string()),
                     Some(r.decision.to_string()),
-                    Some(r.outcome.clone()),
+                    Some(r.outcome.to_string()),
                     Some(r.prev.clone()),
                     Some(c.hash.clone()),
                     Some(serde_json::to_string(r).unwrap_or_default()),

@@ -51,15 +51,19 @@ pub fn raw_arguments(body: &[u8]) -> Option<&RawValue> {
 /// (never `null`) when they nest deeper than JSON values are read here.
 pub fn arguments_of(body: Option<&[u8]>, key: &Keyed) -> Option<Box<RawValue>> {
     let raw = body.and_then(raw_arguments)?;
-    let text = match serde_json::from_str::<Value>(raw.get()) {
-        Ok(v) => serde_json::to_string(&Shaped {
+    // `to_raw_value` keeps the text it serialized (no second parse to check it).
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(v) => serde_json::value::to_raw_value(&Shaped {
             v: &v,
             key,
             depth: 0,
-        }),
-        Err(_) => Ok(r#"{"cut":"nested deeper than 128 levels; not shaped"}"#.to_string()),
-    };
-    text.ok().and_then(|t| RawValue::from_string(t).ok())
+        })
+        .ok(),
+        Err(_) => RawValue::from_string(
+            r#"{"cut":"nested deeper than 128 levels; not shaped"}"#.to_string(),
+        )
+        .ok(),
+    }
 }
 
 /// A value as its shape, serialized in place. Keys come out in the order of the parsed map
