@@ -130,8 +130,31 @@ fn is_valid_id(id: &RawValue) -> bool {
                 .all(|b| b.is_ascii_digit()))
 }
 
-/// A request's params as an ordered map of raw values, for rewriting a few keys in place.
-pub type RawParams<'a> = BTreeMap<String, Cow<'a, RawValue>>;
+/// A request's params as an ordered map of raw values, for rewriting a few keys in place. Keys
+/// borrow from the body unless they had escapes.
+pub type RawParams<'a> = BTreeMap<Cow<'a, str>, Cow<'a, RawValue>>;
+
+/// An object key, borrowed from the text when it can be.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
 
 /// Parses `params` (absent = empty) into raw parts, borrowed from the body; an error means
 /// params is not an object.
@@ -147,7 +170,7 @@ pub fn split_params<'a>(params: Option<&'a RawValue>) -> Result<RawParams<'a>, I
             mut m: A,
         ) -> Result<Self::Value, A::Error> {
             let mut parts = RawParams::new();
-            while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
+            while let Some((Key(k), v)) = m.next_entry::<Key<'de>, &'de RawValue>()? {
                 parts.insert(k, Cow::Borrowed(v));
             }
             Ok(parts)
