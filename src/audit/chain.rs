@@ -11,6 +11,8 @@ use super::shape::Keyed;
 use serde::{Deserialize, Serialize};
 
 const PREFIX: &str = "{\"hash\":\"";
+/// A chain value's length in a line: HMAC-SHA256 in hex.
+const HASH_HEX: usize = 64;
 
 /// The key of the chain and its public id (so a trail names the key each record is under, and a
 /// rotated trail verifies with the old and the new key).
@@ -50,14 +52,15 @@ pub struct Head {
 /// written in one buffer: the record's JSON goes after room for the chain value, is MACed where
 /// it lies, and its opening brace becomes the comma after the chain value.
 pub fn link<'k>(record: &mut Record<'k>, head: &Head, key: &'k ChainKey) -> (String, Head) {
-    const HEX: usize = 64;
     record.prev.clone_from(&head.hash);
     record.seq = head.seq + 1;
     record.key = &key.id;
-    let body_at = PREFIX.len() + HEX + 1;
+    let hash_at = PREFIX.len()..PREFIX.len() + HASH_HEX;
+    let body_at = hash_at.end + 1;
+    // Room for a typical record, so the line is allocated once.
     let mut line = Vec::with_capacity(body_at + 640);
     line.extend_from_slice(PREFIX.as_bytes());
-    line.resize(body_at - 1, b'0');
+    line.resize(hash_at.end, b'0');
     line.push(b'"');
     // Serializing plain data to memory does not fail; if it ever did, the line says so.
     if serde_json::to_writer(&mut line, record).is_err() {
@@ -66,9 +69,9 @@ pub fn link<'k>(record: &mut Record<'k>, head: &Head, key: &'k ChainKey) -> (Str
     }
     let mac = key.key.mac(&line[body_at..]);
     // 32 bytes always fit 64 hex digits.
-    let _ = hex::encode_to_slice(mac, &mut line[PREFIX.len()..body_at - 1]);
+    let _ = hex::encode_to_slice(mac, &mut line[hash_at.clone()]);
     line[body_at] = b',';
-    let hash = String::from_utf8_lossy(&line[PREFIX.len()..body_at - 1]).into_owned();
+    let hash = String::from_utf8_lossy(&line[hash_at]).into_owned();
     (
         String::from_utf8(line).unwrap_or_default(),
         Head {
@@ -81,8 +84,8 @@ pub fn link<'k>(record: &mut Record<'k>, head: &Head, key: &'k ChainKey) -> (Str
 /// The chain value a stored line claims and the line without it, if it has the chained form.
 fn split(line: &str) -> Option<(&str, String)> {
     let rest = line.strip_prefix(PREFIX)?;
-    let hash = rest.get(..64)?;
-    let body = rest.get(64..)?.strip_prefix("\",")?;
+    let hash = rest.get(..HASH_HEX)?;
+    let body = rest.get(HASH_HEX..)?.strip_prefix("\",")?;
     Some((hash, format!("{{{body}")))
 }
 
